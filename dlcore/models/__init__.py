@@ -1,0 +1,47 @@
+"""Pure Flax linen models, and the registry the scripts choose from by name.
+
+Every classifier is called as ``model.apply(variables, x, train=...)`` with
+``x`` of shape ``[B, H, W, C]`` (images) and returns logits ``[B, classes]``.
+Models with BatchNorm also take ``axis_name`` for synchronised statistics.
+"""
+
+import functools
+from typing import Callable
+
+import flax.linen as nn
+
+from dlcore.errors import ConfigError
+from dlcore.models.convnets import CNN, LeNet5
+from dlcore.models.mlp import MLP
+from dlcore.models.recurrent import RecurrentClassifier
+from dlcore.models.resnet import ResNet, ResNet18, ResNet20
+from dlcore.models.transformer import TransformerClassifier
+
+CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": lambda num_classes: MLP(num_outputs=num_classes),
+    "lenet5": LeNet5,
+    "cnn": CNN,
+    "resnet20": ResNet20,
+    "resnet18": ResNet18,
+    "rnn": functools.partial(RecurrentClassifier, cell="rnn"),
+    "lstm": functools.partial(RecurrentClassifier, cell="lstm"),
+    "gru": functools.partial(RecurrentClassifier, cell="gru"),
+    "transformer": TransformerClassifier,
+}
+
+
+def check_model_name(name: str) -> None:
+  if name not in CLASSIFIERS:
+    raise ConfigError(f"unknown model {name!r}; choose one of "
+                      f"{', '.join(sorted(CLASSIFIERS))}")
+
+
+def create_classifier(name: str, num_classes: int) -> nn.Module:
+  """The classifier registered as ``name`` with ``num_classes`` outputs."""
+  check_model_name(name)
+  return CLASSIFIERS[name](num_classes=num_classes)
+
+
+__all__ = ["CLASSIFIERS", "CNN", "LeNet5", "MLP", "RecurrentClassifier",
+           "ResNet", "ResNet18", "ResNet20", "TransformerClassifier",
+           "check_model_name", "create_classifier"]

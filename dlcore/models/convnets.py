@@ -1,0 +1,61 @@
+"""Small convolutional classifiers: LeNet-5 and the Flax MNIST CNN."""
+
+import flax.linen as nn
+import jax
+
+from dlcore.errors import ConfigError
+
+
+def _avg_pool(x: jax.Array) -> jax.Array:
+  return nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+
+
+class LeNet5(nn.Module):
+  """LeNet-5 (LeCun et al., 1998): tanh units and average-pooling subsampling.
+
+  C1 6@5x5 (SAME, as is usual for 28x28 MNIST) -> S2 avg-pool 2 -> C3 16@5x5
+  (VALID) -> S4 avg-pool 2 -> F5 120 -> F6 84 -> logits.
+  Input ``[B, H, W, C]`` with H, W >= 12; output ``[B, num_classes]``.
+  For 28x28 inputs the C3 map is 10x10 and S4 5x5, as in the paper.
+  """
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    if min(x.shape[1:3]) < 12:
+      raise ConfigError(
+          f"lenet5 needs images of at least 12x12 pixels, got "
+          f"{x.shape[1]}x{x.shape[2]}; use cnn, mlp or resnet20 for small images")
+    x = _avg_pool(nn.tanh(nn.Conv(6, (5, 5), padding="SAME")(x)))
+    x = _avg_pool(nn.tanh(nn.Conv(16, (5, 5), padding="VALID")(x)))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.tanh(nn.Dense(120)(x))
+    x = nn.tanh(nn.Dense(84)(x))
+    return nn.Dense(self.num_classes)(x)
+
+
+class CNN(nn.Module):
+  """The Flax MNIST example's CNN.
+
+  Conv 32@3x3 -> ReLU -> avg-pool 2 -> Conv 64@3x3 -> ReLU -> avg-pool 2
+  -> Dense 256 -> ReLU -> logits. Input ``[B, H, W, C]``; output
+  ``[B, num_classes]``. ``features`` returns the 256-d penultimate layer.
+  """
+  num_classes: int = 10
+
+  def setup(self):
+    self.conv1 = nn.Conv(32, (3, 3))
+    self.conv2 = nn.Conv(64, (3, 3))
+    self.dense = nn.Dense(256)
+    self.head = nn.Dense(self.num_classes)
+
+  def features(self, x: jax.Array) -> jax.Array:
+    """Penultimate-layer activations ``[B, 256]``."""
+    x = _avg_pool(nn.relu(self.conv1(x)))
+    x = _avg_pool(nn.relu(self.conv2(x)))
+    return nn.relu(self.dense(x.reshape((x.shape[0], -1))))
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    return self.head(self.features(x))

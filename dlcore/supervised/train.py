@@ -1,0 +1,126 @@
+"""Training and evaluating an image classifier: ``train_and_evaluate(config, workdir)``.
+
+Writes into ``workdir``: ``metrics.jsonl`` (one record per epoch),
+``summary.json`` (final test metrics, total training seconds, the config),
+``curves.png`` (loss and accuracy) and ``checkpoints/`` (one per epoch).
+"""
+
+import dataclasses
+import functools
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore import io, plots
+from dlcore.config import field, to_dict
+from dlcore.data import (eval_batches, load_dataset, prefetch, steps_per_epoch,
+                         train_batches)
+from dlcore.errors import ConfigError
+from dlcore.loop import train_loop
+from dlcore.models import CLASSIFIERS, check_model_name, create_classifier
+from dlcore.state import TrainState, count_params, create_train_state
+from dlcore.supervised.steps import eval_step, mean_of_sums, train_step
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+  """Options of ``experiments/classify.py`` (defaults: the digits run)."""
+  dataset: str = field("digits", "digits (embedded), a TFDS name such as "
+                       "mnist or cifar10, or a path to an .npz file")
+  data_dir: str | None = field(None, "TFDS data directory (default "
+                               "~/tensorflow_datasets)")
+  model: str = field("cnn", "classifier", choices=sorted(CLASSIFIERS))
+  epochs: int = field(30, "passes over the training set")
+  batch_size: int = field(32, "training batch size")
+  eval_batch_size: int = field(256, "evaluation batch size (the last batch "
+                               "is padded and masked, never dropped)")
+  optimizer: str = field("adam", "adam, or sgd with Nesterov momentum 0.9",
+                         choices=OPTIMIZERS)
+  lr: float = field(3e-3, "peak learning rate (cosine decay to 0)")
+  weight_decay: float = field(0.0, "decoupled weight decay (AdamW) or L2 (SGD)")
+  label_smoothing: float = field(0.0, "label smoothing in the cross-entropy")
+  seed: int = field(0, "seed of initialisation, shuffling and dropout")
+  workdir: str = field("runs/classify", "where metrics, plots and "
+                       "checkpoints go")
+  resume: bool = field(False, "continue from the latest checkpoint in workdir")
+
+
+def create_optimizer(config: ClassifyConfig, total_steps: int):
+  """Optax optimizer with a cosine-decayed learning rate."""
+  schedule = optax.cosine_decay_schedule(config.lr, max(total_steps, 1))
+  if config.optimizer == "adam":
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+  return optax.chain(optax.add_decayed_weights(config.weight_decay),
+                     optax.sgd(schedule, momentum=0.9, nesterov=True))
+
+
+def evaluate(eval_fn, state: TrainState, split, batch_size: int) -> dict[str, float]:
+  """Exact mean test metrics over every example of ``split``."""
+  sums = None
+  for batch in prefetch(eval_batches(split, batch_size)):
+    out = eval_fn(state, batch)
+    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+  return mean_of_sums(jax.device_get(sums))
+
+
+def _check(config: ClassifyConfig) -> None:
+  if config.optimizer not in OPTIMIZERS:
+    raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of "
+                      f"{', '.join(OPTIMIZERS)}")
+  for name in ("epochs", "batch_size", "eval_batch_size"):
+    if getattr(config, name) < 1:
+      raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got "
+                        f"{getattr(config, name)}")
+  if not 0.0 <= config.label_smoothing < 1.0:
+    raise ConfigError("--label-smoothing must be in [0, 1), got "
+                      f"{config.label_smoothing}")
+
+
+def train_and_evaluate(config: ClassifyConfig,
+                       workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains ``config.model`` on ``config.dataset``; returns the summary."""
+  _check(config)
+  check_model_name(config.model)
+  workdir = io.prepare_workdir(workdir)
+  data = load_dataset(config.dataset, config.data_dir)
+  per_epoch = steps_per_epoch(len(data.train), config.batch_size)
+  num_steps = per_epoch * config.epochs
+  model = create_classifier(config.model, data.num_classes)
+
+  init_key, loop_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  state = create_train_state(model, create_optimizer(config, num_steps),
+                             jnp.asarray(data.train.images[:1]), init_key)
+  step_fn = jax.jit(train_step, donate_argnums=0,
+                    static_argnames=("task", "axis_name"))
+  step_fn = functools.partial(step_fn, label_smoothing=config.label_smoothing)
+  eval_fn = jax.jit(eval_step)
+
+  def report(step: int, state: TrainState) -> dict[str, Any]:
+    test = evaluate(eval_fn, state, data.test, config.eval_batch_size)
+    return {"epoch": step // per_epoch,
+            **{f"test_{k}": v for k, v in test.items()}}
+
+  state, records = train_loop(
+      state, step_fn,
+      lambda start: prefetch(train_batches(data.train, config.batch_size,
+                                           config.seed, start)),
+      key=loop_key, num_steps=num_steps, report_every=per_epoch,
+      workdir=workdir, resume=config.resume, report=report,
+      desc=f"{config.model} on {data.name}")
+  plots.plot_curves(records, workdir / "curves.png", x="epoch", panels={
+      "loss": ["train_loss", "test_loss"],
+      "accuracy": ["train_accuracy", "test_accuracy"]})
+  final = records[-1]
+  summary = {
+      "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
+      "train_seconds": sum(r["seconds"] for r in records), "epochs": final["epoch"],
+      "num_params": count_params(state.params),
+      "num_train": len(data.train), "num_test": len(data.test),
+      "config": to_dict(config)}
+  io.write_json(workdir / "summary.json", summary)
+  return summary
