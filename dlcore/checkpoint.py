@@ -38,12 +38,17 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def restore_latest(self, like: Any) -> tuple[Any, dict[str, Any]] | None:
-    """The latest ``(state, meta)``, with ``state`` shaped like ``like``; or None."""
+  def restore_latest(self, like: Any = None) -> tuple[Any, dict[str, Any]] | None:
+    """The latest ``(state, meta)``; or None when there is no checkpoint.
+
+    ``state`` takes the structure of ``like`` (e.g. a fresh train state);
+    without ``like`` it comes back as saved: nested dicts of numpy arrays.
+    """
     step = self._manager.latest_step()
     if step is None:
       return None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    abstract = (None if like is None else
+                jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]

@@ -1,0 +1,36 @@
+"""Shared fixtures: a TFDS data dir with ``digits`` prepared once per session."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from dlcore.data import load_dataset
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+  """A fresh TFDS data directory, so tests never read the user's cache."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session")
+def digits(data_dir):
+  return load_dataset("digits", data_dir)
+
+
+def write_npz(path: pathlib.Path, n_train=64, n_test=20, shape=(8, 8),
+              num_classes=4, seed=0, **overrides) -> pathlib.Path:
+  """A small npz dataset whose label is readable from the image."""
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for part, n in (("train", n_train), ("test", n_test)):
+    labels = np.arange(n) % num_classes
+    images = rng.integers(0, 60, size=(n,) + shape).astype(np.uint8)
+    for i, label in enumerate(labels):  # A bright row per class.
+      images[i, label * shape[0] // num_classes] = 255
+    arrays[f"x_{part}"], arrays[f"y_{part}"] = images, labels
+  arrays.update(overrides)
+  arrays = {k: v for k, v in arrays.items() if v is not None}
+  np.savez(path, **arrays)
+  return path

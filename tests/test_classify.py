@@ -1,0 +1,154 @@
+"""``classify.py`` end to end: outputs, exact resume, divergence, bad input."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import write_npz
+from dlcore import io
+from dlcore.checkpoint import Checkpointer
+from dlcore.errors import ConfigError, NonFiniteLossError
+from dlcore.supervised import ClassifyConfig, train_and_evaluate
+from dlcore.supervised import train as train_module
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(tmp_path, **changes) -> ClassifyConfig:
+  npz = tmp_path / "small.npz"
+  if not npz.exists():
+    write_npz(npz, n_train=96, n_test=30)
+  return dataclasses.replace(
+      ClassifyConfig(dataset=str(npz), model="mlp", epochs=3, batch_size=16,
+                     lr=3e-3, workdir=str(tmp_path / "run")), **changes)
+
+
+def restore_params(workdir):
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  state, meta = ckpt.restore_latest()
+  ckpt.close()
+  return meta["step"], state["params"]
+
+
+def strip_timing(records):
+  return [{k: v for k, v in r.items() if k not in ("seconds", "steps_per_sec")}
+          for r in records]
+
+
+@pytest.mark.slow
+def test_cli_trains_on_digits_and_writes_every_output(tmp_path, data_dir):
+  workdir = tmp_path / "out"
+  result = subprocess.run(
+      [sys.executable, "experiments/classify.py", "--epochs", "2",
+       "--data-dir", data_dir, "--workdir", str(workdir)],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+  assert "test accuracy" in result.stdout
+  records = io.read_jsonl(workdir / "metrics.jsonl")
+  assert [r["epoch"] for r in records] == [1, 2]
+  for key in ("epoch", "train_loss", "train_accuracy", "test_loss",
+              "test_accuracy", "steps_per_sec"):
+    assert key in records[-1]
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["test_accuracy"] == records[-1]["test_accuracy"] > 0.5
+  assert summary["config"]["epochs"] == 2 and summary["train_seconds"] > 0
+  assert (workdir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+  assert Checkpointer(workdir / "checkpoints").latest_step() == 2 * (1437 // 32)
+
+
+def test_help_lists_every_option_with_its_default():
+  result = subprocess.run([sys.executable, "experiments/classify.py", "--help"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+  for field in dataclasses.fields(ClassifyConfig):
+    assert "--" + field.name.replace("_", "-") in result.stdout
+  assert "(default: digits)" in result.stdout
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+  straight = small_config(tmp_path, workdir=str(tmp_path / "straight"))
+  train_and_evaluate(straight, straight.workdir)
+
+  interrupted = small_config(tmp_path, workdir=str(tmp_path / "interrupted"))
+  real_evaluate, calls = train_module.evaluate, []
+
+  def evaluate_then_crash(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # During epoch 2's report: epoch 1 is checkpointed.
+      raise KeyboardInterrupt
+    return real_evaluate(*args, **kwargs)
+
+  monkeypatch.setattr(train_module, "evaluate", evaluate_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(interrupted, interrupted.workdir)
+  monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+  assert restore_params(interrupted.workdir)[0] == 6
+  with pytest.raises(ConfigError, match="pass --resume to continue"):
+    train_and_evaluate(interrupted, interrupted.workdir)
+  train_and_evaluate(dataclasses.replace(interrupted, resume=True),
+                     interrupted.workdir)
+
+  step_a, params_a = restore_params(straight.workdir)
+  step_b, params_b = restore_params(interrupted.workdir)
+  assert step_a == step_b == 18
+  for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
+    np.testing.assert_array_equal(a, b)
+  assert strip_timing(io.read_jsonl(tmp_path / "straight" / "metrics.jsonl")) == \
+      strip_timing(io.read_jsonl(tmp_path / "interrupted" / "metrics.jsonl"))
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = small_config(tmp_path, epochs=1)
+  train_and_evaluate(config, config.workdir)  # 6 good steps, checkpointed.
+  _, good = restore_params(config.workdir)
+  exploding = dataclasses.replace(config, epochs=3, lr=1e30, resume=True)
+  # Step 7 computes its loss with good parameters, then jumps by ~1e30;
+  # step 8's logits overflow.
+  with pytest.raises(NonFiniteLossError, match="loss became NaN or infinite at step 8;"):
+    train_and_evaluate(exploding, config.workdir)
+  step, kept = restore_params(config.workdir)
+  assert step == 6
+  for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(kept)):
+    np.testing.assert_array_equal(a, b)
+  assert len(io.read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 1
+  summary = train_and_evaluate(dataclasses.replace(config, epochs=3, resume=True),
+                               config.workdir)
+  assert summary["epochs"] == 3
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"dataset": "imagenette2"}, "unknown dataset 'imagenette2'"),
+    ({"model": "vgg16"}, "unknown model 'vgg16'; choose one of cnn, gru"),
+    ({"batch_size": 97}, "batch size 97 must be between 1 and the 96"),
+    ({"label_smoothing": 1.5}, "--label-smoothing must be in"),
+    ({"epochs": 0}, "--epochs must be at least 1"),
+])
+def test_bad_input_stops_before_training(tmp_path, changes, message):
+  config = small_config(tmp_path, **changes)
+  with pytest.raises(ConfigError, match=message):
+    train_and_evaluate(config, config.workdir)
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_out_of_range_labels_and_unwritable_workdir(tmp_path):
+  bad = write_npz(tmp_path / "bad.npz", y_test=np.full(20, 7))
+  with pytest.raises(ConfigError, match=r"label 7 outside \[0, 4\)"):
+    train_and_evaluate(small_config(tmp_path, dataset=str(bad)), tmp_path / "r")
+  blocker = tmp_path / "a-file"
+  blocker.write_text("not a directory")
+  with pytest.raises(ConfigError, match="is not writable"):
+    train_and_evaluate(small_config(tmp_path), blocker / "run")
+
+
+def test_cli_prints_one_sentence_for_bad_input(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "experiments/classify.py", "--dataset", "nope.npz",
+       "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == \
+      "error: dataset file 'nope.npz' does not exist"
+  assert "Traceback" not in result.stderr

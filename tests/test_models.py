@@ -1,0 +1,141 @@
+"""Model output shapes and parameter counts against hand computations."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from dlcore.errors import ConfigError
+from dlcore.models import (CLASSIFIERS, CNN, MLP, LeNet5, RecurrentClassifier,
+                           ResNet, ResNet18, ResNet20, TransformerClassifier,
+                           create_classifier)
+from dlcore.state import count_params
+
+
+def init(model, x):
+  return jax.jit(model.init)({"params": jax.random.PRNGKey(0),
+                              "dropout": jax.random.PRNGKey(1)}, x)
+
+
+def abstract_init(model, x):
+  """Variables' shapes only: no arithmetic is done."""
+  return jax.eval_shape(lambda: init(model, x))
+
+
+def dense(n_in, n_out):
+  return n_in * n_out + n_out
+
+
+def conv(k, c_in, c_out, bias=True):
+  return k * k * c_in * c_out + (c_out if bias else 0)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_every_classifier_maps_images_to_logits(name):
+  model = create_classifier(name, num_classes=7)
+  x = jnp.ones((3, 28, 28, 1))
+  logits = jax.eval_shape(lambda: model.apply(init(model, x), x))
+  assert logits.shape == (3, 7)
+
+
+def test_mlp_parameter_count():
+  params = abstract_init(MLP(hidden_sizes=(32, 16), num_outputs=10),
+                         jnp.ones((1, 8, 8, 1)))
+  assert count_params(params) == dense(64, 32) + dense(32, 16) + dense(16, 10)
+
+
+def test_lenet5_matches_the_paper_on_28x28():
+  params = abstract_init(LeNet5(), jnp.ones((1, 28, 28, 1)))
+  # C1 6@5x5, C3 16@5x5 on a 5x5x16 S4 map, F5 120, F6 84, output 10.
+  expected = (conv(5, 1, 6) + conv(5, 6, 16) + dense(5 * 5 * 16, 120)
+              + dense(120, 84) + dense(84, 10))
+  assert count_params(params) == expected == 61_706
+
+
+def test_lenet5_rejects_images_too_small():
+  with pytest.raises(ConfigError, match="at least 12x12"):
+    abstract_init(LeNet5(), jnp.ones((1, 8, 8, 1)))
+
+
+def test_cnn_parameter_count_and_features():
+  x = jnp.ones((2, 28, 28, 1))
+  model = CNN()
+  variables = init(model, x)
+  expected = (conv(3, 1, 32) + conv(3, 32, 64) + dense(7 * 7 * 64, 256)
+              + dense(256, 10))
+  assert count_params(variables) == expected
+  assert model.apply(variables, x, method=CNN.features).shape == (2, 256)
+
+
+def resnet20_count(num_classes=10):
+  """Option-A ResNet-20: convs without bias, BatchNorm scale+bias per channel."""
+  total = conv(3, 3, 16, bias=False) + 2 * 16
+  c_in = 16
+  for c in (16, 32, 64):
+    for _ in range(3):
+      total += conv(3, c_in, c, False) + conv(3, c, c, False) + 4 * c
+      c_in = c
+  return total + dense(64, num_classes)
+
+
+def test_resnet20_parameter_count_and_batch_stats():
+  variables = abstract_init(ResNet20(), jnp.ones((2, 32, 32, 3)))
+  assert count_params(variables["params"]) == resnet20_count() == 269_722
+  # Running mean and variance per BatchNorm channel: 19 BN layers.
+  bn_channels = 16 + 3 * 2 * 16 + 3 * 2 * 32 + 3 * 2 * 64
+  assert count_params(variables["batch_stats"]) == 2 * bn_channels
+
+
+def test_resnet18_parameter_count_is_the_reference_11_17m():
+  # The widely reported count of the CIFAR ResNet-18 (kuangliu/pytorch-cifar).
+  variables = abstract_init(ResNet18(), jnp.ones((1, 32, 32, 3)))
+  assert count_params(variables["params"]) == 11_173_962
+
+
+def test_resnet_batchnorm_updates_running_statistics_in_training():
+  model = ResNet(stage_sizes=(1,), stage_features=(4,),
+                 projection_shortcut=False, num_classes=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 3)) + 3.0
+  variables = init(model, x)
+  _, updates = jax.jit(lambda v: model.apply(v, x, train=True,
+                                            mutable=["batch_stats"]))(variables)
+  before = variables["batch_stats"]["BatchNorm_0"]["mean"]
+  after = updates["batch_stats"]["BatchNorm_0"]["mean"]
+  assert not jnp.allclose(before, after)
+
+
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("gru", 3), ("lstm", 4)])
+def test_recurrent_parameter_counts(cell, gates):
+  hidden, features = 16, 5
+  model = RecurrentClassifier(cell=cell, hidden_size=hidden, num_classes=3)
+  params = abstract_init(model, jnp.ones((2, 7, features)))
+  # Each gate: input kernel, recurrent kernel and one bias; GRU's candidate
+  # carries a second bias on the recurrent side in Flax.
+  per_gate = features * hidden + hidden * hidden + hidden
+  extra = hidden if cell == "gru" else 0
+  assert count_params(params) == gates * per_gate + extra + dense(hidden, 3)
+
+
+def test_recurrent_reads_images_row_by_row():
+  model = RecurrentClassifier(cell="gru", hidden_size=4, num_classes=2)
+  image = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 2, 2))
+  variables = init(model, image)
+  apply = jax.jit(model.apply)
+  as_rows = image.reshape(2, 3, 4)
+  assert jnp.allclose(apply(variables, image), apply(variables, as_rows))
+
+
+def test_transformer_dropout_is_off_in_eval_and_on_in_training():
+  model = TransformerClassifier(num_classes=3, model_dim=8, num_heads=2,
+                                num_layers=1, mlp_dim=8, dropout_rate=0.5)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 4))
+  variables = init(model, x)
+  apply = jax.jit(model.apply, static_argnames="train")
+  assert jnp.array_equal(apply(variables, x), apply(variables, x))
+  a = apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
+  b = apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+  assert not jnp.allclose(a, b)
+
+
+def test_unknown_model_lists_the_choices():
+  with pytest.raises(ConfigError, match="unknown model 'vgg'.*cnn.*resnet20"):
+    create_classifier("vgg", 10)
