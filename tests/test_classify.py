@@ -9,6 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from conftest import write_npz
 from dlcore import io
@@ -152,3 +153,13 @@ def test_cli_prints_one_sentence_for_bad_input(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == \
       "error: dataset file 'nope.npz' does not exist"
   assert "Traceback" not in result.stderr
+
+
+def test_training_runs_on_a_tfds_dataset_by_name(tmp_path):
+  with tfds.testing.mock_data(num_examples=40):
+    config = small_config(tmp_path, dataset="mnist", data_dir=str(tmp_path),
+                          epochs=1, batch_size=8)
+    summary = train_and_evaluate(config, config.workdir)
+  assert summary["num_train"] == summary["num_test"] == 40
+  records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+  assert [r["step"] for r in records] == [5]
