@@ -40,7 +40,8 @@ def create_dqn_state(config, obs_shape: Sequence[int], num_actions: int,
   The target network starts as a copy of the online network.
   """
   network = create_q_network(obs_shape, num_actions, dueling=config.dueling)
-  params = network.init(key, jnp.zeros((1, *obs_shape), jnp.float32))["params"]
+  params = jax.jit(network.init)(
+      key, jnp.zeros((1, *obs_shape), jnp.float32))["params"]
   return DQNState.create(
       apply_fn=network.apply, params=params,
       target_params=jax.tree.map(jnp.copy, params),  # Own buffers: donatable.
