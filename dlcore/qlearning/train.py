@@ -155,6 +155,8 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
       sample_key, step_key = jax.random.split(update_key)
       batch = replay.sample(buffer, sample_key, config.batch_size)
       return update(agent, batch, step_key)
+    if updates_per_learn == 1:  # The usual case: no loop to compile.
+      return one_update(agent, key)
     agent, metrics = lax.scan(one_update, agent,
                               jax.random.split(key, updates_per_learn))
     return agent, {k: jnp.mean(v) for k, v in metrics.items()}
