@@ -118,8 +118,9 @@ def train_and_evaluate(config: DqnConfig,
         runners, metrics = chunk(runners)
         metrics = jax.device_get(metrics)
         record = _record(metrics, time.perf_counter() - tic)
-        if not np.all(np.isfinite(metrics["loss"])):
-          raise NonFiniteLossError(record["step"], "loss")
+        bad_steps = metrics["first_nonfinite_step"]
+        if np.any(bad_steps >= 0):
+          raise NonFiniteLossError(int(bad_steps[bad_steps >= 0].min()), "loss")
         records.append(record)
         io.write_jsonl(workdir / METRICS_FILE, records)
         done = index + 1
@@ -150,6 +151,10 @@ def train_and_evaluate(config: DqnConfig,
       "compile_seconds": compile_seconds,
       "env_steps_per_sec": config.seeds * trained_steps / train_seconds,
       "env_steps_per_sec_per_seed": trained_steps / train_seconds,
+      "env_steps_per_sec_measures": (
+          "environment steps per second of the compiled training chunks "
+          "(acting, storing, sampling and learning), all seeds together, "
+          "excluding compilation, checkpoints and evaluation"),
       "device": jax.devices()[0].device_kind,
       "config": to_dict(config)}
   io.write_json(workdir / "summary.json", summary)

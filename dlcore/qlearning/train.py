@@ -200,11 +200,17 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
 
     ``episode_return`` is the mean return of the episodes that ended in the
     chunk (NaN if none did); ``loss``, ``q_mean`` and ``grad_norm`` are means
-    over the chunk's updates (0 if none); ``epsilon`` is the rate at its end.
+    over the chunk's updates (0 if none); ``epsilon`` is the rate at its end;
+    ``first_nonfinite_step`` is the environment step of the first update
+    with a NaN or infinite loss (-1 if none).
     """
+    first_iteration = runner.iteration
     runner, outs = lax.scan(iteration, runner, None, length=iters_per_chunk)
     episodes = jnp.sum(outs["episodes"])
     learned = outs["updates"] > 0
+    bad = learned & ~jnp.isfinite(outs["loss"])
+    first_bad = jnp.where(jnp.any(bad), (first_iteration + jnp.argmax(bad) + 1)
+                          * num_envs, -1)
     num_learned = jnp.maximum(jnp.sum(learned), 1)
     summary = {k: jnp.sum(jnp.where(learned, outs[k], 0.0)) / num_learned
                for k in ("loss", "q_mean", "grad_norm")}
@@ -214,6 +220,7 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
         "episode_return": jnp.sum(outs["return_sum"]) / episodes,
         "updates": jnp.sum(outs["updates"]),
         "epsilon": epsilon(runner.iteration * num_envs),
+        "first_nonfinite_step": first_bad,
         **summary}
 
   network = create_q_network(obs_shape, num_actions, dueling=config.dueling)
