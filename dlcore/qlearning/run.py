@@ -127,9 +127,9 @@ def train_and_evaluate(config: DqnConfig,
         if done % chunks_per_checkpoint == 0 or done == program.num_chunks:
           checkpointer.save(record["step"], runners,
                             meta={"step": record["step"]})
-        bar.update(program.steps_per_chunk)
         bar.set_postfix(return_=record["episode_return"],
                         epsilon=round(record["epsilon"], 3), refresh=False)
+        bar.update(program.steps_per_chunk)
   finally:
     checkpointer.close()
 
