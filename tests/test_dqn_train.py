@@ -12,6 +12,7 @@ TINY = dict(total_steps=2_000, num_envs=4, buffer_size=1_000,
             target_update_every=40, log_every=1_000, eval_episodes=2)
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_differ_and_store_true_final_observations():
   train = make_dqn_train(DqnConfig(**TINY))
   runners, metrics = jax.jit(jax.vmap(train))(
