@@ -1,0 +1,245 @@
+"""End-to-end DQN as pure functions: acting, storing, sampling and learning in one program.
+
+Usage::
+
+  train = make_dqn_train(config)                 # the whole run, one function
+  runners, chunk_metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 4))
+
+  program = make_dqn_program(config)             # the same run, chunk by chunk
+  runner = program.init(key)
+  for _ in range(program.num_chunks):
+    runner, metrics = program.chunk(runner)      # metrics: a few scalars
+  returns = program.evaluate(runner.agent.params, eval_key)
+
+A ``Runner`` pytree carries everything a run needs (agent, replay buffer,
+environment states, current observations, running episode returns,
+iteration counter, key), so ``chunk`` is a pure function of it: jit it, vmap
+it over seeds, checkpoint the runner between chunks and resume exactly.
+
+One iteration is one vectorised environment step (``num_envs`` environment
+steps): epsilon-greedy actions (epsilon linear in environment steps), a
+gymnax step with auto-reset, the transitions (with the true final
+observation as ``next_obs``) added to the buffer, then — once
+``learning_starts`` environment steps are stored and on every
+``train_every``-th environment step — ``dqn_step`` on sampled batches,
+gated by ``lax.cond``. A chunk is a ``lax.scan`` over ``log_every /
+num_envs`` iterations that returns only per-chunk summaries (episodes
+finished and their mean return, mean loss, epsilon), so memory does not grow
+with the length of the run. Every random draw of a seed derives from that
+seed's own key.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax import lax
+
+from dlcore.models.qnetworks import create_q_network
+from dlcore.qlearning.config import DqnConfig, check_config
+from dlcore.qlearning.state import DQNState, create_dqn_state
+from dlcore.qlearning.steps import dqn_step
+from dlcore.rl import replay
+from dlcore.rl.envs import make_env
+
+
+@struct.dataclass
+class Runner:
+  """The complete state of one seed's run (a pytree)."""
+  agent: DQNState
+  buffer: replay.ReplayState
+  env_state: Any  # gymnax state, leaves [num_envs, ...]
+  obs: jax.Array  # [num_envs, *obs_shape]
+  episode_return: jax.Array  # [num_envs], return of the running episodes
+  iteration: jax.Array  # int32 [], vectorised steps taken
+  key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DqnProgram:
+  """The pure functions of a run and the static sizes that shape them."""
+  init: Callable[[jax.Array], Runner]
+  chunk: Callable[[Runner], tuple[Runner, dict[str, jax.Array]]]
+  evaluate: Callable[[Any, jax.Array], jax.Array]
+  num_chunks: int
+  steps_per_chunk: int  # environment steps per chunk (per seed)
+  obs_shape: tuple[int, ...]
+  num_actions: int
+
+
+def epsilon_schedule(config: DqnConfig) -> optax.Schedule:
+  """Epsilon as a function of environment steps (linear, then constant)."""
+  return optax.linear_schedule(
+      config.epsilon_start, config.epsilon_end,
+      max(1, int(config.exploration_fraction * config.total_steps)))
+
+
+def epsilon_greedy(q: jax.Array, epsilon: jax.Array,
+                   key: jax.Array) -> jax.Array:
+  """Actions ``[N]`` from values ``q [N, A]``: uniform with probability epsilon, else argmax."""
+  explore_key, action_key = jax.random.split(key)
+  random_actions = jax.random.randint(action_key, q.shape[:1], 0, q.shape[1])
+  explore = jax.random.uniform(explore_key, q.shape[:1]) < epsilon
+  return jnp.where(explore, random_actions, jnp.argmax(q, axis=-1))
+
+
+def make_evaluate(env, env_params, apply_fn, num_episodes: int):
+  """``evaluate(params, key) -> mean return`` of ``num_episodes`` greedy episodes.
+
+  The episodes run in parallel for the environment's time limit; each
+  counts the rewards of its first episode only.
+  """
+  num_steps = int(env_params.max_steps_in_episode)
+  step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+  def evaluate(params, key: jax.Array) -> jax.Array:
+    reset_key, key = jax.random.split(key)
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_episodes), env_params)
+
+    def step(carry, step_key):
+      obs, env_state, returns, running = carry
+      action = jnp.argmax(apply_fn({"params": params}, obs), axis=-1)
+      obs, env_state, reward, terminated, truncated, _ = step_env(
+          jax.random.split(step_key, num_episodes), env_state, action,
+          env_params)
+      returns = returns + jnp.where(running, reward, 0.0)
+      running = running & ~(terminated | truncated)
+      return (obs, env_state, returns, running), None
+
+    carry = (obs, env_state, jnp.zeros(num_episodes),
+             jnp.ones(num_episodes, bool))
+    (_, _, returns, _), _ = lax.scan(step, carry,
+                                     jax.random.split(key, num_steps))
+    return jnp.mean(returns)
+
+  return evaluate
+
+
+def make_dqn_program(config: DqnConfig) -> DqnProgram:
+  """The init, chunk and evaluate functions of a run of ``config``."""
+  check_config(config)
+  env, env_params = make_env(config.env)
+  num_envs = config.num_envs
+  obs_shape = tuple(env.observation_space(env_params).shape)
+  num_actions = int(env.action_space(env_params).n)
+  iters_per_chunk = max(1, config.log_every // num_envs)
+  num_chunks = math.ceil(config.total_steps / (iters_per_chunk * num_envs))
+  iters_per_update = max(1, config.train_every // num_envs)
+  updates_per_learn = max(1, num_envs // config.train_every)
+  epsilon = epsilon_schedule(config)
+  step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+  update = functools.partial(
+      dqn_step, gamma=config.gamma, double=config.double, loss=config.loss,
+      target_update_period=config.target_update_every // config.train_every,
+      tau=config.tau)
+
+  def init(key: jax.Array) -> Runner:
+    agent_key, reset_key, key = jax.random.split(key, 3)
+    agent = create_dqn_state(config, obs_shape, num_actions, agent_key)
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_envs), env_params)
+    example = {"obs": obs[0], "action": jnp.zeros((), jnp.int32),
+               "reward": jnp.zeros((), jnp.float32), "next_obs": obs[0],
+               "terminated": jnp.zeros((), bool)}
+    return Runner(agent, replay.init(example, config.buffer_size), env_state,
+                  obs, jnp.zeros(num_envs), jnp.zeros((), jnp.int32), key)
+
+  def learn(agent: DQNState, buffer: replay.ReplayState, key: jax.Array):
+    def one_update(agent, update_key):
+      sample_key, step_key = jax.random.split(update_key)
+      batch = replay.sample(buffer, sample_key, config.batch_size)
+      return update(agent, batch, step_key)
+    if updates_per_learn == 1:  # The usual case: no loop to compile.
+      return one_update(agent, key)
+    agent, metrics = lax.scan(one_update, agent,
+                              jax.random.split(key, updates_per_learn))
+    return agent, {k: jnp.mean(v) for k, v in metrics.items()}
+
+  def skip(agent: DQNState, buffer: replay.ReplayState, key: jax.Array):
+    del buffer, key
+    return agent, {"loss": jnp.zeros(()), "q_mean": jnp.zeros(()),
+                   "grad_norm": jnp.zeros(())}
+
+  def iteration(runner: Runner, _):
+    key, act_key, env_key, learn_key = jax.random.split(runner.key, 4)
+    agent = runner.agent
+    eps = epsilon(runner.iteration * num_envs)
+    q = agent.apply_fn({"params": agent.params}, runner.obs)
+    action = epsilon_greedy(q, eps, act_key)
+    obs, env_state, reward, terminated, truncated, info = step_env(
+        jax.random.split(env_key, num_envs), runner.env_state, action,
+        env_params)
+    reward = reward.astype(jnp.float32)
+    buffer = replay.add(runner.buffer, {
+        "obs": runner.obs, "action": action, "reward": reward,
+        "next_obs": info["final_observation"], "terminated": terminated})
+    done = terminated | truncated
+    episode_return = runner.episode_return + reward
+    count = runner.iteration + 1
+    should_learn = ((count * num_envs >= config.learning_starts)
+                    & replay.can_sample(buffer, config.batch_size)
+                    & (count % iters_per_update == 0))
+    agent, metrics = lax.cond(should_learn, learn, skip, agent, buffer,
+                              learn_key)
+    out = {"episodes": jnp.sum(done),
+           "return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
+           "updates": should_learn.astype(jnp.int32) * updates_per_learn,
+           **metrics}
+    runner = Runner(agent, buffer, env_state, obs,
+                    jnp.where(done, 0.0, episode_return), count, key)
+    return runner, out
+
+  def chunk(runner: Runner) -> tuple[Runner, dict[str, jax.Array]]:
+    """``iters_per_chunk`` iterations; returns per-chunk summary scalars.
+
+    ``episode_return`` is the mean return of the episodes that ended in the
+    chunk (NaN if none did); ``loss``, ``q_mean`` and ``grad_norm`` are means
+    over the chunk's updates (0 if none); ``epsilon`` is the rate at its end;
+    ``first_nonfinite_step`` is the environment step of the first update
+    with a NaN or infinite loss (-1 if none).
+    """
+    first_iteration = runner.iteration
+    runner, outs = lax.scan(iteration, runner, None, length=iters_per_chunk)
+    episodes = jnp.sum(outs["episodes"])
+    learned = outs["updates"] > 0
+    bad = learned & ~jnp.isfinite(outs["loss"])
+    first_bad = jnp.where(jnp.any(bad), (first_iteration + jnp.argmax(bad) + 1)
+                          * num_envs, -1)
+    num_learned = jnp.maximum(jnp.sum(learned), 1)
+    summary = {k: jnp.sum(jnp.where(learned, outs[k], 0.0)) / num_learned
+               for k in ("loss", "q_mean", "grad_norm")}
+    return runner, {
+        "env_steps": runner.iteration * num_envs,
+        "episodes": episodes,
+        "episode_return": jnp.sum(outs["return_sum"]) / episodes,
+        "updates": jnp.sum(outs["updates"]),
+        "epsilon": epsilon(runner.iteration * num_envs),
+        "first_nonfinite_step": first_bad,
+        **summary}
+
+  network = create_q_network(obs_shape, num_actions, dueling=config.dueling)
+  evaluate = make_evaluate(env, env_params, network.apply,
+                           config.eval_episodes)
+  return DqnProgram(init, chunk, evaluate, num_chunks,
+                    iters_per_chunk * num_envs, obs_shape, num_actions)
+
+
+def make_dqn_train(config: DqnConfig) -> Callable[[jax.Array], tuple[Runner, dict]]:
+  """``train(key) -> (runner, metrics)``: the whole run as one pure function.
+
+  ``metrics`` stacks the per-chunk summaries (leading axis ``num_chunks``),
+  so ``jax.jit(jax.vmap(train))(keys)`` trains one seed per key.
+  """
+  program = make_dqn_program(config)
+
+  def train(key: jax.Array) -> tuple[Runner, dict[str, jax.Array]]:
+    return lax.scan(lambda runner, _: program.chunk(runner),
+                    program.init(key), None, length=program.num_chunks)
+
+  return train

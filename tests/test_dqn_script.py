@@ -1,0 +1,125 @@
+"""experiments/dqn.py end to end: outputs, exact resume, and one sentence per bad input."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from dlcore.qlearning import run as run_module
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--total-steps", "1000", "--num-envs", "4", "--buffer-size", "400",
+        "--learning-starts", "200", "--batch-size", "16", "--train-every", "4",
+        "--target-update-every", "40", "--log-every", "500",
+        "--checkpoint-every", "500", "--eval-episodes", "2", "--seeds", "2"]
+
+
+def _script():
+  spec = importlib.util.spec_from_file_location("dqn_script",
+                                                ROOT / "experiments/dqn.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _run(argv):
+  """Runs the script's main as ``python experiments/dqn.py`` would."""
+  from dlcore import cli
+  return cli.run(lambda: _script().main(argv))
+
+
+@pytest.mark.slow
+def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
+  full = tmp_path / "full"
+  summary = _run(TINY + ["--workdir", str(full), "--double", "--dueling"])
+  for name in ("metrics.jsonl", "summary.json", "returns.png"):
+    assert (full / name).is_file()
+  assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["1000", "500"]
+  saved = json.loads((full / "summary.json").read_text())
+  assert saved["eval_return"] == summary["eval_return"]
+  assert len(saved["eval_return_per_seed"]) == 2
+  for key in ("env_steps_per_sec", "train_seconds", "compile_seconds"):
+    assert saved[key] > 0
+  records = [json.loads(l) for l in (full / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records] == [500, 1000]
+  assert records[-1]["epsilon"] == pytest.approx(0.05)
+  assert records[-1]["loss"] is not None and records[0]["episodes"] > 0
+  assert "greedy eval return" in capsys.readouterr().out
+
+  # Interrupted after its first checkpoint, then resumed: the same run.
+  parted = tmp_path / "parted"
+  argv = TINY + ["--workdir", str(parted), "--double", "--dueling"]
+  save = run_module.Checkpointer.save
+
+  def save_then_crash(self, step, state, meta=None):
+    save(self, step, state, meta)
+    raise KeyboardInterrupt
+  monkeypatch.setattr(run_module.Checkpointer, "save", save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    _run(argv)
+  monkeypatch.setattr(run_module.Checkpointer, "save", save)
+  assert not (parted / "summary.json").exists()
+  with pytest.raises(SystemExit):  # An existing run needs --resume.
+    _run(argv)
+  assert "--resume" in capsys.readouterr().err
+  resumed = _run(argv + ["--resume"])
+  assert resumed["eval_return_per_seed"] == summary["eval_return_per_seed"]
+  again = [json.loads(l) for l in (parted / "metrics.jsonl").read_text().splitlines()]
+  for a, b in zip(records, again):
+    assert a["loss"] == b["loss"] and a["episode_return"] == b["episode_return"]
+
+
+BAD_INPUTS = {
+    "unknown environment": (["--env", "CartPol-v1"],
+                            "unknown environment 'CartPol-v1'; choose one of "
+                            "CartPole-v1, Acrobot-v1"),
+    "continuous actions": (["--env", "Pendulum-v1"], "continuous actions"),
+    "batch larger than buffer": (["--batch-size", "500", "--buffer-size", "400",
+                                  "--learning-starts", "100"],
+                                 "--batch-size 500 is larger than the replay "
+                                 "buffer"),
+    "buffer below learning starts": (["--buffer-size", "400",
+                                      "--learning-starts", "1000"],
+                                     "--buffer-size 400 is smaller than "
+                                     "--learning-starts 1000"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_one_sentence_and_no_workdir(name, tmp_path, capsys):
+  argv, expected = BAD_INPUTS[name]
+  workdir = tmp_path / "run"
+  with pytest.raises(SystemExit) as exit_info:
+    _run(argv + ["--workdir", str(workdir)])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and expected in err
+  assert len(err.splitlines()) == 1
+  assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  with pytest.raises(SystemExit) as exit_info:
+    _run(TINY + ["--seeds", "1", "--lr", "1e30", "--workdir", str(workdir)])
+  assert exit_info.value.code == 3
+  err = capsys.readouterr().err.strip().splitlines()[-1]  # After tqdm's bar.
+  # Learning starts at step 200; Adam at lr 1e30 overflows within updates.
+  assert err.startswith("error: loss became NaN or infinite at step ")
+  assert 200 <= int(err.split("at step ")[1].split(";")[0]) <= 500
+  assert not (workdir / "metrics.jsonl").exists()
+  assert not (workdir / "summary.json").exists()
+  assert not list((workdir / "checkpoints").iterdir())
+
+
+def test_help_lists_every_option(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    _script().main(["--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  for flag in ("--env", "--total-steps", "--num-envs", "--seeds", "--double",
+               "--dueling", "--seed", "--workdir", "--resume"):
+    assert flag in out
