@@ -74,6 +74,62 @@ def _generate(g: TrainState, params, noise_key: jax.Array, batch_size: int,
   return images, updates["batch_stats"]
 
 
+def discriminator_update(state: GANState, real: jax.Array, labels, *,
+                         noise_key: jax.Array,
+                         interpolation_key: jax.Array | None, spec: GanLoss,
+                         gp_weight: float = 10.0,
+                         axis_name: str | None = None
+                         ) -> tuple[GANState, Metrics]:
+  """One discriminator step against fresh samples; the generator is untouched.
+
+  ``interpolation_key`` draws the gradient penalty's coefficients when
+  ``spec.gradient_penalty``; the generator runs in training mode (batch
+  statistics) but its running statistics are not updated.
+  """
+  d = state.discriminator
+  fake = lax.stop_gradient(_generate(
+      state.generator, state.generator.params, noise_key, real.shape[0],
+      state.latent_dim, labels, axis_name)[0])
+  as_reported = jax.nn.sigmoid if spec.logistic else lambda t: t
+
+  def loss_fn(params):
+    critic = lambda x: d.apply_fn({"params": params}, x, labels, train=True)
+    real_logits, fake_logits = critic(real), critic(fake)
+    loss = spec.discriminator(real_logits, fake_logits)
+    metrics = {"d_real": jnp.mean(as_reported(real_logits)),
+               "d_fake": jnp.mean(as_reported(fake_logits))}
+    if spec.gradient_penalty:
+      metrics["gradient_penalty"] = gradient_penalty(critic, real, fake,
+                                                     interpolation_key)
+      loss += gp_weight * metrics["gradient_penalty"]
+    return loss, {"d_loss": loss, **metrics}
+
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(d.params)
+  if axis_name is not None:
+    grads, metrics = lax.pmean((grads, metrics), axis_name)
+  return state.replace(discriminator=d.apply_gradients(grads=grads)), metrics
+
+
+def generator_update(state: GANState, batch_size: int, labels, *,
+                     noise_key: jax.Array, spec: GanLoss,
+                     axis_name: str | None = None) -> tuple[GANState, Metrics]:
+  """One generator step (and its BatchNorm statistics); the discriminator is untouched."""
+  g, d = state.generator, state.discriminator
+
+  def loss_fn(params):
+    fake, batch_stats = _generate(g, params, noise_key, batch_size,
+                                  state.latent_dim, labels, axis_name)
+    fake_logits = d.apply_fn({"params": d.params}, fake, labels, train=True)
+    return spec.generator(fake_logits), batch_stats
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      g.params)
+  if axis_name is not None:
+    grads, loss = lax.pmean((grads, loss), axis_name)
+  g = g.apply_gradients(grads=grads, batch_stats=batch_stats)
+  return state.replace(generator=g), {"g_loss": loss}
+
+
 def gan_step(state: GANState, batch: dict[str, jax.Array], key: jax.Array, *,
              loss: str = "nonsaturating", n_critic: int | None = None,
              gp_weight: float = 10.0,
@@ -86,48 +142,19 @@ def gan_step(state: GANState, batch: dict[str, jax.Array], key: jax.Array, *,
   keys = step_keys(key, n_critic, spec.gradient_penalty)
   real = batch["image"]
   labels = batch["label"] if state.conditional else None
-  generate = lambda g_params, k: _generate(
-      state.generator, g_params, k, real.shape[0], state.latent_dim, labels,
-      axis_name)
-  as_reported = jax.nn.sigmoid if spec.logistic else lambda t: t
 
-  def critic_update(d: TrainState, draw_keys):
-    fake = lax.stop_gradient(generate(state.generator.params, draw_keys[0])[0])
-
-    def d_loss_fn(params):
-      critic = lambda x: d.apply_fn({"params": params}, x, labels, train=True)
-      real_logits, fake_logits = critic(real), critic(fake)
-      d_loss = spec.discriminator(real_logits, fake_logits)
-      metrics = {"d_real": jnp.mean(as_reported(real_logits)),
-                 "d_fake": jnp.mean(as_reported(fake_logits))}
-      if spec.gradient_penalty:
-        metrics["gradient_penalty"] = gradient_penalty(critic, real, fake,
-                                                       draw_keys[1])
-        d_loss += gp_weight * metrics["gradient_penalty"]
-      return d_loss, {"d_loss": d_loss, **metrics}
-
-    grads, metrics = jax.grad(d_loss_fn, has_aux=True)(d.params)
-    if axis_name is not None:
-      grads, metrics = lax.pmean((grads, metrics), axis_name)
-    return d.apply_gradients(grads=grads), metrics
+  def critic_step(state, draw_keys):
+    return discriminator_update(
+        state, real, labels, noise_key=draw_keys[0],
+        interpolation_key=draw_keys[1] if spec.gradient_penalty else None,
+        spec=spec, gp_weight=gp_weight, axis_name=axis_name)
 
   draws = (keys["critic_noise"],)
   if spec.gradient_penalty:
     draws += (keys["critic_interpolation"],)
-  d_state, d_metrics = lax.scan(critic_update, state.discriminator, draws)
-
-  def g_loss_fn(params):
-    fake, batch_stats = generate(params, keys["generator_noise"])
-    fake_logits = d_state.apply_fn({"params": d_state.params}, fake, labels,
-                                   train=True)
-    return spec.generator(fake_logits), batch_stats
-
-  (g_loss, batch_stats), grads = jax.value_and_grad(
-      g_loss_fn, has_aux=True)(state.generator.params)
-  if axis_name is not None:
-    grads, g_loss = lax.pmean((grads, g_loss), axis_name)
-  g_state = state.generator.apply_gradients(grads=grads,
-                                            batch_stats=batch_stats)
-  metrics = {**jax.tree.map(jnp.mean, d_metrics), "g_loss": g_loss}
-  return state.replace(generator=g_state, discriminator=d_state,
-                       step=state.step + 1), metrics
+  state, d_metrics = lax.scan(critic_step, state, draws)
+  state, g_metrics = generator_update(
+      state, real.shape[0], labels, noise_key=keys["generator_noise"],
+      spec=spec, axis_name=axis_name)
+  metrics = {**jax.tree.map(jnp.mean, d_metrics), **g_metrics}
+  return state.replace(step=state.step + 1), metrics

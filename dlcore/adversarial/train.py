@@ -181,6 +181,11 @@ class _GanReporter:
           fake, self.labels[:self.count])
     return metrics
 
+  def train_images_fcd(self, data: Dataset) -> float:
+    """The FCD of real training images: the floor a perfect generator reaches."""
+    return frechet_distance(self.real_features,
+                            self.judge.features(data.train.images[:self.count]))
+
   def __call__(self, step: int, state: GANState) -> dict[str, float]:
     plots.image_grid(self.images(state, GRID_SIZE),
                      self.workdir / f"samples_{step:06d}.png")
@@ -216,6 +221,8 @@ def train_gan(config: GanConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
             "discriminator": ["train_d_real", "train_d_fake"]}
   if reporter.judge is not None:
     panels["Fréchet classifier distance"] = ["fcd"]
+  if config.conditional:
+    panels["classifier accuracy on samples"] = ["conditional_accuracy"]
   plots.plot_curves(records, workdir / "curves.png", x="step", panels=panels)
   final = records[-1]
   summary = {
@@ -230,6 +237,7 @@ def train_gan(config: GanConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
     summary["conditional_accuracy_initial"] = initial["conditional_accuracy"]
   if reporter.judge is not None:
     summary["classifier_test_accuracy"] = reporter.judge.test_accuracy
+    summary["fcd_train_images"] = reporter.train_images_fcd(data)
   io.write_json(workdir / "summary.json", summary)
   return summary
 
