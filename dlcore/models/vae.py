@@ -10,7 +10,7 @@ The encoder maps images ``[B, H, W, C]`` (values in [0, 1]) to the mean
 and log-variance ``[B, latent_dim]`` of the Gaussian ``q(z | x)``; the
 decoder maps ``z`` to per-pixel Bernoulli logits, or to Gaussian means
 ``sigmoid(output)`` whose shared standard deviation is the learned scalar
-``exp(log_scale)``. The prior ``p(z)`` is ``N(0, I)``.
+``exp(log_scale)`` (0.1 at initialisation). The prior ``p(z)`` is ``N(0, I)``.
 """
 
 import math
@@ -24,6 +24,9 @@ import optax
 from dlcore.errors import ConfigError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+# The Gaussian likelihood's initial standard deviation is 0.1 (pixels are in
+# [0, 1]); starting at 1 lets the KL term win and the posterior collapse.
+INITIAL_LOG_SCALE = -2.302585
 
 
 class Encoder(nn.Module):
@@ -36,7 +39,8 @@ class Encoder(nn.Module):
     x = x.reshape((x.shape[0], -1))
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(self.latent_dim)(x), nn.Dense(self.latent_dim)(x)
+    return (nn.Dense(self.latent_dim, name="mean")(x),
+            nn.Dense(self.latent_dim, name="log_var")(x))
 
 
 class Decoder(nn.Module):
@@ -65,7 +69,8 @@ class VAE(nn.Module):
     self.encoder = Encoder(self.latent_dim)
     self.decoder = Decoder(tuple(self.image_shape))
     if self.likelihood == "gaussian":
-      self.log_scale = self.param("log_scale", nn.initializers.zeros, ())
+      self.log_scale = self.param(
+          "log_scale", nn.initializers.constant(INITIAL_LOG_SCALE), ())
 
   def __call__(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The ELBO's two terms per example, ``(log p(x | z), KL(q(z | x) || p(z)))``, each ``[B]``.
