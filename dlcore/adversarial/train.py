@@ -47,9 +47,11 @@ class GanConfig:
                        "y_test optional unless --conditional)")
   data_dir: str | None = field(None, "TFDS data directory (default "
                                "~/tensorflow_datasets)")
-  arch: str = field("dcgan", "generator and discriminator architecture",
+  arch: str = field("dcgan", "generator and discriminator: dcgan (8x8, "
+                    "28x28 or 32x32 images) or mlp (any size)",
                     choices=ARCHITECTURES)
-  loss: str = field("nonsaturating", "adversarial loss", choices=tuple(LOSSES))
+  loss: str = field("nonsaturating", "adversarial loss: minimax, "
+                    "nonsaturating, wgan-gp or hinge", choices=tuple(LOSSES))
   conditional: bool = field(False, "condition both networks on the class label")
   steps: int = field(3000, "generator updates")
   batch_size: int = field(64, "real and generated examples per update")
@@ -80,7 +82,8 @@ class VaeConfig:
                        "mnist, or an .npz file (x_train, x_test)")
   data_dir: str | None = field(None, "TFDS data directory (default "
                                "~/tensorflow_datasets)")
-  likelihood: str = field("bernoulli", "pixel likelihood p(x | z)",
+  likelihood: str = field("bernoulli", "pixel likelihood p(x | z): bernoulli "
+                          "or gaussian (learned scale)",
                           choices=LIKELIHOODS)
   latent_dim: int = field(16, "latent dimensions")
   steps: int = field(5000, "gradient steps")
