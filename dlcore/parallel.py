@@ -38,6 +38,7 @@ devices, and ``shard_batch`` sends each process only its own rows of the
 global batch (``jax.make_array_from_process_local_data``).
 """
 
+import dataclasses
 import functools
 import os
 from typing import Any, Callable, Sequence
@@ -47,24 +48,46 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from dlcore.config import field
 from dlcore.errors import ConfigError
 
 AXIS = "data"
 MECHANISMS = ("shard_map", "pmap", "jit")
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> bool:
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+  """Options every experiment script shares: devices, mechanism, processes.
+
+  Script configs inherit it (``class ClassifyConfig(ParallelConfig)``).
+  """
+  devices: int | None = field(None, "devices to train on (default: every "
+                              "device of every process)")
+  parallel: str = field("shard_map", "how the step runs on many devices",
+                        choices=MECHANISMS)
+  coordinator_address: str | None = field(
+      None, "host:port of process 0 for a multi-host run (default: "
+      "$JAX_COORDINATOR_ADDRESS; unset: one process)")
+  num_processes: int | None = field(None, "processes of a multi-host run "
+                                    "(default: $JAX_NUM_PROCESSES)")
+  process_id: int | None = field(None, "this process's index, 0 first "
+                                 "(default: $JAX_PROCESS_ID)")
+
+
+def initialize_distributed(config: ParallelConfig) -> bool:
   """Starts ``jax.distributed`` when a coordinator is given; True if started.
 
-  Each argument falls back to the environment variable
+  Each of ``config.coordinator_address``, ``num_processes`` and
+  ``process_id`` falls back to the environment variable
   ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` or ``JAX_PROCESS_ID``.
-  Without a coordinator address nothing happens (one process). Must run
-  before anything else touches a JAX device.
+  Without a coordinator address nothing happens (one process). Call it once
+  per process, first thing in a script's ``main``: before anything touches
+  a JAX device.
   """
   env = os.environ
-  coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
+  coordinator_address = (config.coordinator_address
+                         or env.get("JAX_COORDINATOR_ADDRESS"))
+  num_processes, process_id = config.num_processes, config.process_id
   if not coordinator_address:
     return False
   if num_processes is None and "JAX_NUM_PROCESSES" in env:
