@@ -77,12 +77,13 @@ def evaluate(eval_fn, state: TrainState, split, batch_size: int,
   and each batch is padded (masked) to a multiple of the device count and
   sharded over the devices.
   """
-  batches = eval_batches(split, batch_size)
+  batches, sharding = eval_batches(split, batch_size), None
   if mesh is not None:
     batches = (parallel.shard_batch(parallel.pad_batch(b, mesh.size), mesh)
                for b in batches)
+    sharding = parallel.batch_sharding(mesh)
   sums = None
-  for batch in prefetch(batches):
+  for batch in prefetch(batches, sharding=sharding):
     out = eval_fn(state, batch)
     sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
   return mean_of_sums(parallel.to_host(sums))
@@ -131,7 +132,8 @@ def train_and_evaluate(config: ClassifyConfig,
   state, records = train_loop(
       state, step_fn,
       lambda start: prefetch(map(shard, train_batches(
-          data.train, config.batch_size, config.seed, start))),
+          data.train, config.batch_size, config.seed, start)),
+          sharding=parallel.batch_sharding(mesh)),
       key=loop_key, num_steps=num_steps, report_every=per_epoch,
       workdir=workdir, resume=config.resume, report=report,
       desc=f"{config.model} on {data.name}, {mesh.size} device(s)")
