@@ -2,9 +2,10 @@
 
 Usage::
 
-  mesh = parallel.data_mesh()                    # every device, axis "data"
+  parallel.initialize_distributed(config)        # multi-host only; first
+  mesh = parallel.data_mesh(config.devices)      # every device, axis "data"
   state = parallel.replicate(state, mesh)        # one copy per device
-  step = parallel.wrap(train_step, mesh, "shard_map", donate_argnums=0)
+  step = parallel.wrap(train_step, mesh, config.parallel, donate_argnums=0)
   for global_batch in batches:                   # numpy, [B, ...] on every host
     batch = parallel.shard_batch(global_batch, mesh)  # this host's rows only
     state, metrics = step(state, batch, key)
@@ -17,8 +18,11 @@ A step is any pure ``step(state, batch, *rest, axis_name=None, **options)``
 * ``"shard_map"`` (the default): ``jax.jit(jax.shard_map(step))``; every
   device runs the step on its ``B / n`` examples with ``axis_name="data"``,
   and the step's ``lax.pmean`` makes gradients, BatchNorm statistics and
-  metrics global. ``out_specs=P()`` with JAX's replication check on proves
-  that the new state and the metrics are equal on every device.
+  metrics global, so the outputs (``out_specs=P()``) are equal on every
+  device. JAX's replication check is off (``check_vma=False``, as in
+  ``pmap``): with it on, ``jax.grad`` of replicated parameters already
+  sums the per-device gradients, and the steps' ``pmean`` would then leave
+  them ``n`` times too large.
 * ``"pmap"``: ``jax.pmap(step, axis_name="data")`` with the state broadcast
   (``in_axes=None``, ``out_axes=None``) and the batch reshaped to
   ``[n, B / n, ...]``. JAX 0.10 runs ``pmap`` as ``jit(shard_map)``, and
@@ -30,7 +34,9 @@ A step is any pure ``step(state, batch, *rest, axis_name=None, **options)``
 All three take and return the same arrays: the state and keys replicated
 over the mesh (``P()``), the batch a global array sharded along its leading
 axis (``P("data")``), and the outputs replicated, so ``to_host`` reads any
-output from one local device: no gather, no ``x[0]`` "unreplicate".
+output from one local device: no gather, no ``x[0]`` "unreplicate". Script
+configs inherit ``ParallelConfig`` (``--devices``, ``--parallel`` and the
+multi-host flags).
 
 Multi-host: ``initialize_distributed`` starts JAX's distributed runtime
 when a coordinator is given; ``data_mesh`` then spans every process's
@@ -46,6 +52,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 from jax import lax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dlcore.config import field
@@ -264,7 +271,11 @@ def _pmapped(fn, mesh: Mesh, sharded: frozenset[int], donate_argnums):
     _check_batch_args(args, sharded, mesh)
     args = [jax.tree.map(_split_leading(mesh.size), a) if i in sharded else a
             for i, a in enumerate(args)]
-    return mapped[len(args)](*args)
+    outputs = mapped[len(args)](*args)
+    if jax.process_count() > 1:  # pmap gives process-local arrays back.
+      outputs = multihost_utils.host_local_array_to_global_array(
+          outputs, mesh, P())
+    return outputs
   return call
 
 
