@@ -207,7 +207,7 @@ def pad_batch(batch: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarr
 
 
 def wrap(step: Callable[..., Any], mesh: Mesh, mechanism: str = "shard_map", *,
-         sharded_argnums: Sequence[int] = (1,),
+         sharded_argnums: Sequence[int] = (1,), shard_outputs: bool = False,
          donate_argnums: int | Sequence[int] = (), **options) -> Callable[..., Any]:
   """``step`` compiled to run data-parallel over ``mesh``; see the module docstring.
 
@@ -218,28 +218,34 @@ def wrap(step: Callable[..., Any], mesh: Mesh, mechanism: str = "shard_map", *,
     mesh: from ``data_mesh``.
     mechanism: ``"shard_map"``, ``"pmap"`` or ``"jit"``.
     sharded_argnums: positions of the batch-like arguments.
+    shard_outputs: the outputs are per example too (split along their
+      leading axis, like the batch) rather than replicated: e.g. a
+      ``vmap`` over seeds whose keys are the sharded argument.
     donate_argnums: positions whose buffers the step may reuse (the state).
     **options: static keyword options bound into ``step`` (``task=...``).
 
   Returns:
-    ``f(*args)`` with the outputs replicated on every device of ``mesh``.
+    ``f(*args)`` with the outputs replicated on every device of ``mesh``
+    (or, with ``shard_outputs``, split over them).
   """
   if mechanism not in MECHANISMS:
     raise ConfigError(f"unknown parallel mechanism {mechanism!r}; choose one "
                       f"of {', '.join(MECHANISMS)}")
   sharded = frozenset(sharded_argnums)
+  out_spec = P(AXIS) if shard_outputs else P()
   if mechanism == "jit":
     fn = functools.partial(step, axis_name=None, **options)
     return _with_specs(fn, mesh, sharded, lambda specs: jax.jit(
         fn, in_shardings=tuple(NamedSharding(mesh, s) for s in specs),
-        out_shardings=replicated(mesh), donate_argnums=donate_argnums))
+        out_shardings=NamedSharding(mesh, out_spec),
+        donate_argnums=donate_argnums))
   fn = functools.partial(step, axis_name=AXIS, **options)
   if mechanism == "shard_map":
     return _with_specs(fn, mesh, sharded, lambda specs: jax.jit(
-        jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(),
+        jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=out_spec,
                       check_vma=False),
         donate_argnums=donate_argnums))
-  return _pmapped(fn, mesh, sharded, donate_argnums)
+  return _pmapped(fn, mesh, sharded, out_spec, donate_argnums)
 
 
 def _with_specs(fn, mesh: Mesh, sharded: frozenset[int], compile_for):
@@ -256,9 +262,11 @@ def _with_specs(fn, mesh: Mesh, sharded: frozenset[int], compile_for):
   return call
 
 
-def _pmapped(fn, mesh: Mesh, sharded: frozenset[int], donate_argnums):
+def _pmapped(fn, mesh: Mesh, sharded: frozenset[int], out_spec: P,
+             donate_argnums):
   """``jax.pmap`` over the mesh's devices, taking and giving global arrays."""
   devices = list(mesh.devices.flat)
+  out_axes = None if out_spec == P() else 0
   mapped = {}
 
   @functools.wraps(fn)
@@ -267,14 +275,16 @@ def _pmapped(fn, mesh: Mesh, sharded: frozenset[int], donate_argnums):
       mapped[len(args)] = jax.pmap(
           fn, AXIS, devices=devices, donate_argnums=donate_argnums,
           in_axes=tuple(0 if i in sharded else None for i in range(len(args))),
-          out_axes=None)
+          out_axes=out_axes)
     _check_batch_args(args, sharded, mesh)
     args = [jax.tree.map(_split_leading(mesh.size), a) if i in sharded else a
             for i, a in enumerate(args)]
     outputs = mapped[len(args)](*args)
+    if out_axes == 0:  # [n, B / n, ...] -> [B, ...]
+      outputs = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), outputs)
     if jax.process_count() > 1:  # pmap gives process-local arrays back.
       outputs = multihost_utils.host_local_array_to_global_array(
-          outputs, mesh, P())
+          outputs, mesh, out_spec)
     return outputs
   return call
 
