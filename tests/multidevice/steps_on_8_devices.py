@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from dlcore import parallel
@@ -183,6 +184,22 @@ def test_seeds_spread_over_devices(mechanism: str):
   np.testing.assert_allclose(np.asarray(spread["return"]),
                              returns(keys, axis_name=None)["return"],
                              rtol=1e-6)
+
+
+@pytest.mark.parametrize("mechanism", parallel.MECHANISMS)
+def test_many_queued_steps_do_not_deadlock(mechanism: str):
+  """300 steps dispatched back to back (unbounded, XLA's CPU collectives hang)."""
+  def count(total, batch, *, axis_name):
+    mean = batch.mean() if axis_name is None else lax.pmean(batch.mean(),
+                                                            axis_name)
+    return total + mean, {"mean": mean}
+  mesh = parallel.data_mesh()
+  step = parallel.wrap(count, mesh, mechanism, donate_argnums=0)
+  total = parallel.replicate(jnp.zeros(()), mesh)
+  batch = parallel.shard_batch(np.arange(16, dtype=np.float32), mesh)
+  for _ in range(300):
+    total, _ = step(total, batch)
+  assert parallel.to_host(total) == pytest.approx(300 * 7.5)
 
 
 def test_indivisible_batch_names_both_numbers():
