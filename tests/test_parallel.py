@@ -83,11 +83,12 @@ def assert_succeeded(result):
 
 
 @pytest.mark.slow
-def test_steps_on_8_simulated_devices_equal_one_device():
+def test_steps_on_8_simulated_devices_equal_one_device(tmp_path):
   """Runs every test of ``multidevice/steps_on_8_devices.py`` (8 CPU devices)."""
   assert_succeeded(run_python(
-      ["-m", "pytest", "-q", "-p", "no:cacheprovider",
-       MULTIDEVICE / "steps_on_8_devices.py"], timeout=540))
+      ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+       tmp_path / "pytest", MULTIDEVICE / "steps_on_8_devices.py"],
+      timeout=540, env={"DLCORE_TEST_DATA_DIR": str(tmp_path / "tfds")}))
 
 
 def free_port() -> int:
@@ -102,16 +103,18 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path):
   port = free_port()
   worker = MULTIDEVICE / "data_parallel_worker.py"
   env = {"JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"}  # Loopback only.
-  launch = lambda out, *flags: subprocess.Popen(
-      [sys.executable, worker, "--out", out, *flags], cwd=ROOT,
+  launch = lambda out, data_dir, *flags: subprocess.Popen(
+      [sys.executable, worker, "--out", out, "--data-dir", data_dir, *flags],
+      cwd=ROOT,
       env={**os.environ, **env}, stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True)
   (tmp_path / "two").mkdir()
   (tmp_path / "one").mkdir()
-  processes = [
-      launch(tmp_path / "two", "--coordinator-address", f"127.0.0.1:{port}",
-             "--num-processes", "2", "--process-id", str(i)) for i in (0, 1)]
-  processes.append(launch(tmp_path / "one"))
+  processes = [  # Each prepares its own TFDS copy of digits.
+      launch(tmp_path / "two", tmp_path / f"tfds{i}", "--coordinator-address",
+             f"127.0.0.1:{port}", "--num-processes", "2", "--process-id",
+             str(i)) for i in (0, 1)]
+  processes.append(launch(tmp_path / "one", tmp_path / "tfds"))
   try:
     for p in processes:
       output, _ = p.communicate(timeout=300)

@@ -33,6 +33,7 @@ from dlcore.supervised.steps import train_step
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig(parallel.ParallelConfig):
   out: str = field(".", "directory for params_<process>.npz and run/")
+  data_dir: str | None = field(None, "TFDS data directory")
   steps: int = field(8, "SGD steps on batches of 32")
 
 
@@ -41,7 +42,7 @@ def main():
   parallel.initialize_distributed(config)
   mesh = parallel.data_mesh(config.devices)
   out = pathlib.Path(config.out)
-  data = load_dataset("digits")
+  data = load_dataset("digits", config.data_dir)
   state = parallel.replicate(create_train_state(
       create_classifier("cnn", 10), optax.sgd(0.1),
       jnp.zeros((1, 8, 8, 1)), jax.random.PRNGKey(0)), mesh)
@@ -56,8 +57,9 @@ def main():
            **{jax.tree_util.keystr(path): leaf for path, leaf
               in jax.tree_util.tree_leaves_with_path(params)})
   train_and_evaluate(
-      ClassifyConfig(epochs=1, batch_size=256, devices=config.devices,
-                     parallel=config.parallel), out / "run")
+      ClassifyConfig(epochs=1, batch_size=256, data_dir=config.data_dir,
+                     devices=config.devices, parallel=config.parallel),
+      out / "run")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 
 import dataclasses  # pylint: disable=wrong-import-position
 import functools
+import tempfile
 from typing import Any, Callable
 
 import jax
@@ -39,6 +40,9 @@ from dlcore.supervised import ClassifyConfig, evaluate, train_and_evaluate
 from dlcore.supervised.steps import eval_step, train_step
 
 DEVICES = 8
+# A fresh TFDS directory (the launcher's tmp_path), never the user's cache.
+DATA_DIR = (os.environ.get("DLCORE_TEST_DATA_DIR")
+            or tempfile.mkdtemp(prefix="tfds-"))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # Hashed by identity.
@@ -51,7 +55,7 @@ class StepCase:
   options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-digits = functools.cache(lambda: load_dataset("digits"))
+digits = functools.cache(lambda: load_dataset("digits", DATA_DIR))
 
 
 def digits_batch(size: int = 32) -> dict[str, np.ndarray]:
@@ -224,7 +228,7 @@ def test_shard_of_global_draw_matches_one_draw():
 @pytest.mark.slow
 def test_classify_on_8_devices_matches_one_device(tmp_path):
   """Same seed, same global batches: test accuracy within 0.5 points."""
-  config = ClassifyConfig(epochs=1, batch_size=32)
+  config = ClassifyConfig(epochs=1, batch_size=32, data_dir=DATA_DIR)
   on_8 = train_and_evaluate(config, tmp_path / "eight")
   on_1 = train_and_evaluate(dataclasses.replace(config, devices=1),
                             tmp_path / "one")
