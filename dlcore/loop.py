@@ -109,7 +109,8 @@ def train_loop(state: Any, step_fn: StepFn,
         record.update(report(done, state))
       records.append(record)
       checkpointer.save(done, state, meta={"step": done})
-      io.write_jsonl(workdir / METRICS_FILE, records)
+      if jax.process_index() == 0:  # One writer in a multi-host run.
+        io.write_jsonl(workdir / METRICS_FILE, records)
       bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
                        if k not in ("step", "epoch", "seconds")}, refresh=False)
       pending, chunk_start, tic = [], done, time.perf_counter()

@@ -1,0 +1,245 @@
+"""Every dlcore step on 8 simulated CPU devices equals one device on the whole batch.
+
+Runs in its own interpreter with 8 CPU devices: ``tests/test_parallel.py``
+launches it, or run it directly::
+
+  python -m pytest -q tests/multidevice/steps_on_8_devices.py
+
+The device count is fixed below, before JAX starts its backend; the file
+name keeps pytest's normal collection (one CPU device) away from it.
+
+To prove a new step, add a ``StepCase``: the step, a function building its
+initial state and one building a global batch (numpy, 8 * k rows). Each case
+runs under every mechanism of ``dlcore.parallel``.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8")
+
+import dataclasses  # pylint: disable=wrong-import-position
+import functools
+import tempfile
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from dlcore import parallel
+from dlcore.data import Split, load_dataset
+from dlcore.errors import ConfigError
+from dlcore.models import ResNet, create_classifier
+from dlcore.state import create_train_state
+from dlcore.supervised import ClassifyConfig, evaluate, train_and_evaluate
+from dlcore.supervised.steps import eval_step, train_step
+
+DEVICES = 8
+# A fresh TFDS directory (the launcher's tmp_path), never the user's cache.
+DATA_DIR = (os.environ.get("DLCORE_TEST_DATA_DIR")
+            or tempfile.mkdtemp(prefix="tfds-"))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # Hashed by identity.
+class StepCase:
+  """A step to prove: ``step(state, batch, key, *, axis_name, **options)``."""
+  name: str
+  step: Callable[..., Any]
+  make_state: Callable[[], Any]
+  make_batch: Callable[[], dict[str, np.ndarray]]
+  options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+digits = functools.cache(lambda: load_dataset("digits", DATA_DIR))
+
+
+def digits_batch(size: int = 32) -> dict[str, np.ndarray]:
+  """The first ``size`` training digits: ``image [size, 8, 8, 1]``, ``label``."""
+  train = digits().train
+  return {"image": train.images[:size], "label": train.labels[:size]}
+
+
+def small_resnet():
+  """dlcore's ResNet (BatchNorm after every convolution) with two blocks."""
+  return ResNet(stage_sizes=(1, 1), stage_features=(8, 16),
+                projection_shortcut=False)
+
+
+@functools.cache
+def _compiled_init(model: str | Callable[[], Any]):
+  module = create_classifier(model, 10) if isinstance(model, str) else model()
+  return jax.jit(lambda key: create_train_state(
+      module, optax.sgd(0.1), jnp.zeros((1, 8, 8, 1)), key))
+
+
+def classifier_state(model: str | Callable[[], Any]):
+  """A fresh state; plain SGD, so a gradient of the wrong scale shows.
+
+  Initialisation is compiled once (eager ``init`` would compile op by op).
+  """
+  return _compiled_init(model)(jax.random.PRNGKey(0))
+
+
+CASES = [
+    StepCase("supervised-cnn", train_step,
+             functools.partial(classifier_state, "cnn"), digits_batch),
+    StepCase("supervised-resnet-batchnorm", train_step,
+             functools.partial(classifier_state, small_resnet), digits_batch),
+    # Further steps join here, e.g. StepCase("gan", gan_step, ...).
+]
+RESNET20 = StepCase("supervised-resnet20", train_step,
+                    functools.partial(classifier_state, "resnet20"),
+                    digits_batch)
+
+
+@functools.cache
+def one_device_step(case: StepCase):
+  """``(initial state, new state, metrics)`` of one device on the whole batch."""
+  state = case.make_state()
+  step = jax.jit(functools.partial(case.step, **case.options))
+  new_state, metrics = step(state, case.make_batch(), jax.random.PRNGKey(1))
+  return jax.device_get((state, new_state, metrics))
+
+
+def assert_same_on_every_device(tree):
+  for x in jax.tree.leaves(tree):
+    first = np.asarray(x.addressable_shards[0].data)
+    for shard in x.addressable_shards[1:]:
+      np.testing.assert_array_equal(np.asarray(shard.data), first)
+
+
+def assert_updates_close(before, after, expected_after):
+  """New states agree leaf by leaf, compared as updates ``after - before``."""
+  for old, new, want in zip(jax.tree.leaves(before), jax.tree.leaves(after),
+                            jax.tree.leaves(expected_after)):
+    np.testing.assert_allclose(np.asarray(new) - old, np.asarray(want) - old,
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_eight_devices_are_simulated():
+  assert jax.device_count() == DEVICES
+  assert parallel.data_mesh().size == DEVICES
+
+
+@pytest.mark.parametrize("mechanism", parallel.MECHANISMS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_step_on_8_devices_equals_one_device(case: StepCase, mechanism: str):
+  before, expected_state, expected_metrics = one_device_step(case)
+  mesh = parallel.data_mesh()
+  step = parallel.wrap(case.step, mesh, mechanism, donate_argnums=0,
+                       **case.options)
+  state, metrics = step(parallel.replicate(case.make_state(), mesh),
+                        parallel.shard_batch(case.make_batch(), mesh),
+                        jax.random.PRNGKey(1))
+  assert_same_on_every_device((state, metrics))
+  assert_updates_close(before, parallel.to_host(state), expected_state)
+  host_metrics = parallel.to_host(metrics)
+  assert host_metrics.keys() == expected_metrics.keys()
+  for name, value in host_metrics.items():
+    np.testing.assert_allclose(value, expected_metrics[name], rtol=1e-5,
+                               err_msg=name)
+
+
+@pytest.mark.slow
+def test_resnet20_batchnorm_statistics_are_those_of_the_whole_batch():
+  """Synchronised BatchNorm in ResNet-20 (shard_map), parameters and statistics."""
+  before, expected, _ = one_device_step(RESNET20)
+  mesh = parallel.data_mesh()
+  state, _ = parallel.wrap(RESNET20.step, mesh, "shard_map")(
+      parallel.replicate(RESNET20.make_state(), mesh),
+      parallel.shard_batch(RESNET20.make_batch(), mesh), jax.random.PRNGKey(1))
+  assert_updates_close(before, parallel.to_host(state), expected)
+
+
+def test_per_device_batchnorm_statistics_would_differ():
+  """The comparisons above can fail: the first device's 4 examples alone."""
+  case = CASES[1]
+  _, synced, _ = one_device_step(case)
+  first_shard = {k: v[:4] for k, v in case.make_batch().items()}
+  local, _ = jax.jit(case.step)(case.make_state(), first_shard,
+                                jax.random.PRNGKey(1))
+  gaps = [np.max(np.abs(np.asarray(a) - b)) for a, b in zip(
+      jax.tree.leaves(local.batch_stats), jax.tree.leaves(synced.batch_stats))]
+  assert max(gaps) > 1e-3
+
+
+@pytest.mark.parametrize("mechanism", parallel.MECHANISMS)
+def test_sharded_evaluation_is_exact(mechanism: str):
+  """50 examples in batches of 20: every batch padded to 24 rows and masked."""
+  test = digits().test
+  split = Split(test.images[:50], test.labels[:50])
+  state = classifier_state("cnn")
+  mesh = parallel.data_mesh()
+  sharded = evaluate(parallel.wrap(eval_step, mesh, mechanism),
+                     parallel.replicate(state, mesh), split, 20, mesh)
+  single = evaluate(jax.jit(eval_step), state, split, 20)
+  assert sharded["accuracy"] == single["accuracy"]
+  np.testing.assert_allclose(sharded["loss"], single["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mechanism", parallel.MECHANISMS)
+def test_seeds_spread_over_devices(mechanism: str):
+  """A ``vmap`` over 16 seeds, 2 per device, equals the same ``vmap`` on one."""
+  def returns(keys, *, axis_name):
+    del axis_name  # Seeds are independent: no collective.
+    return {"return": jax.vmap(lambda k: jax.random.normal(k, (3,)).sum())(keys)}
+  keys = jax.random.split(jax.random.PRNGKey(0), 16)
+  mesh = parallel.data_mesh()
+  spread = parallel.wrap(returns, mesh, mechanism, sharded_argnums=(0,),
+                         shard_outputs=True)(parallel.shard_batch(keys, mesh))
+  assert spread["return"].sharding.spec == P(parallel.AXIS)
+  np.testing.assert_allclose(np.asarray(spread["return"]),
+                             returns(keys, axis_name=None)["return"],
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("mechanism", parallel.MECHANISMS)
+def test_many_queued_steps_do_not_deadlock(mechanism: str):
+  """300 steps dispatched back to back (unbounded, XLA's CPU collectives hang)."""
+  def count(total, batch, *, axis_name):
+    mean = batch.mean() if axis_name is None else lax.pmean(batch.mean(),
+                                                            axis_name)
+    return total + mean, {"mean": mean}
+  mesh = parallel.data_mesh()
+  step = parallel.wrap(count, mesh, mechanism, donate_argnums=0)
+  total = parallel.replicate(jnp.zeros(()), mesh)
+  batch = parallel.shard_batch(np.arange(16, dtype=np.float32), mesh)
+  for _ in range(300):
+    total, _ = step(total, batch)
+  assert parallel.to_host(total) == pytest.approx(300 * 7.5)
+
+
+def test_indivisible_batch_names_both_numbers():
+  mesh = parallel.data_mesh()
+  step = parallel.wrap(train_step, mesh)
+  with pytest.raises(ConfigError, match="batch size 12 .* 8 devices"):
+    step(parallel.replicate(classifier_state("cnn"), mesh),
+         digits_batch(12), jax.random.PRNGKey(0))
+
+
+def test_shard_of_global_draw_matches_one_draw():
+  key = jax.random.PRNGKey(3)
+  mesh = parallel.data_mesh()
+  draw = jax.jit(jax.shard_map(
+      lambda k: parallel.shard_of_global_draw(jax.random.normal, k, (2, 3),
+                                              parallel.AXIS),
+      mesh=mesh, in_specs=P(), out_specs=P(parallel.AXIS)))(key)
+  np.testing.assert_array_equal(np.asarray(draw),
+                                jax.random.normal(key, (2 * DEVICES, 3)))
+
+
+@pytest.mark.slow
+def test_classify_on_8_devices_matches_one_device(tmp_path):
+  """Same seed, same global batches: test accuracy within 0.5 points."""
+  config = ClassifyConfig(epochs=1, batch_size=32, data_dir=DATA_DIR)
+  on_8 = train_and_evaluate(config, tmp_path / "eight")
+  on_1 = train_and_evaluate(dataclasses.replace(config, devices=1),
+                            tmp_path / "one")
+  assert (on_8["num_devices"], on_1["num_devices"]) == (8, 1)
+  assert abs(on_8["test_accuracy"] - on_1["test_accuracy"]) <= 0.005
+  assert on_8["test_accuracy"] > 0.5  # It learnt something.
