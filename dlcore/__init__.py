@@ -5,10 +5,14 @@ Data flows one way: config -> data -> model (pure Flax module) -> state (a pytre
 (the only place with side effects) -> results in the workdir.
 
 Packages:
-  dlcore.models       pure Flax linen modules.
+  dlcore.models       pure Flax linen modules (classifiers, GANs, VAE, Q-networks).
   dlcore.data         TFDS datasets (``digits`` is embedded), ``.npz`` files, batching.
   dlcore.state        the train-state pytree.
   dlcore.supervised   classification and regression steps, ``train_and_evaluate``.
+  dlcore.adversarial  GAN losses and ``gan_step``, the VAE's ``vae_step``, FCD.
+  dlcore.qlearning    ``dqn_step`` and whole DQN runs compiled end to end.
+  dlcore.rl           gymnax environments and the replay buffer.
+  dlcore.parallel     one step on many devices: pmap, shard_map or sharded jit.
   dlcore.loop         the training loop: progress, metrics, checkpoints, NaN guard.
 """
 
