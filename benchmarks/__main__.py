@@ -32,7 +32,8 @@ RESULTS_DIR = pathlib.Path(__file__).parent / "results"
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
   """Options of ``python -m benchmarks``."""
-  workloads: str = field("all", "comma-separated workloads, or all: "
+  workloads: str = field("all", "comma-separated workloads, or all (with "
+                         "--quick: those fast on a CPU): "
                          + ", ".join(WORKLOADS))
   batch_size: int = field(0, "batch size for every workload (0: each "
                           "workload's default)")
@@ -54,8 +55,11 @@ class BenchConfig:
 
 
 def _check(config: BenchConfig) -> list[str]:
-  names = (list(WORKLOADS) if config.workloads == "all"
-           else [n.strip() for n in config.workloads.split(",") if n.strip()])
+  if config.workloads == "all":
+    names = [name for name, workload in WORKLOADS.items()
+             if workload.in_quick or not config.quick]
+  else:
+    names = [n.strip() for n in config.workloads.split(",") if n.strip()]
   unknown = [n for n in names if n not in WORKLOADS]
   if unknown or not names:
     raise ConfigError(f"unknown workload {', '.join(unknown) or '(none)'}; "
@@ -100,7 +104,7 @@ def run(config: BenchConfig) -> dict:
     print(report.markdown_row(records[-1]), flush=True)
   sweeps = []
   if config.sweep:
-    for name in names:
+    for name, record in zip(names, records):
       workload = WORKLOADS[name]
       sizes = workload.quick_sweep if config.quick else workload.sweep
       if sizes and config.sweep_batch_sizes:
@@ -108,7 +112,7 @@ def run(config: BenchConfig) -> dict:
       if sizes:
         sweeps.append(suite.run_sweep(workload, sizes, config.dtype,
                                       steps=config.repeats,
-                                      rounds=config.rounds))
+                                      rounds=config.rounds, measured=record))
   return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
               timespec="seconds"),
           "machine": machine, "config": to_dict(config), "peak": peak,

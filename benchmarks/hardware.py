@@ -48,6 +48,14 @@ def _version(package: str) -> str | None:
     return None
 
 
+def _torch_threads() -> int | None:
+  """PyTorch's intra-op threads (its CPU parallelism), if it is installed."""
+  if _version("torch") is None:
+    return None
+  import torch  # pylint: disable=import-outside-toplevel
+  return torch.get_num_threads()
+
+
 def machine_info() -> dict:
   """Device kind and count, host, and the versions of every library timed."""
   devices = jax.devices()
@@ -61,6 +69,7 @@ def machine_info() -> dict:
       "versions": {name: _version(name) for name in
                    ("jax", "jaxlib", "flax", "optax", "numpy", "torch")},
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "torch_threads": _torch_threads(),
   }
 
 

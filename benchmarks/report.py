@@ -61,7 +61,9 @@ def markdown_row(record: dict) -> str:
           f"| {_step_cell(sides.get('baseline'))} "
           f"| {_step_cell(sides.get('torch'))} "
           f"| {_ratio(ratios.get('dlcore_over_baseline'))} "
+          f"({_ratio(ratios.get('dlcore_over_baseline_fastest'))}) "
           f"| {_ratio(ratios.get('torch_over_dlcore'))} "
+          f"({_ratio(ratios.get('torch_over_dlcore_fastest'))}) "
           f"| {dlcore['items_per_s']:,.0f} {record['unit']} "
           f"| {gflops} | {rate} | {_percent(dlcore['utilisation_measured'])} |")
 
@@ -85,7 +87,10 @@ def markdown(results: dict) -> str:
       + (f"; vendor nominal {nominal / 1e12:.0f} TFLOP/s" if nominal else ""),
       "", "Step times in ms (median ± half the interquartile range). "
       "dlcore/baseline is framework overhead (1.00 = none); torch/dlcore above "
-      "1 means dlcore is faster. Utilisation is of the measured peak.", "",
+      "1 means dlcore is faster; in brackets the same ratio of the fastest "
+      "steps, less sensitive to a busy host. Utilisation is of the measured "
+      "peak; FLOPs are XLA's cost analysis (LSTM: counted by hand, since XLA "
+      "counts a loop body once).", "",
       *TABLE_HEADER]
   lines += [markdown_row(record) for record in results["workloads"]]
   for sweep in results["sweeps"]:
@@ -97,7 +102,7 @@ def markdown(results: dict) -> str:
 
 
 def bar_chart(results: dict, path) -> None:
-  """One panel per workload: median step ms per side, with quartile bars."""
+  """One panel per workload: median step ms per side, bars to the quartiles."""
   records = results["workloads"]
   columns = min(len(records), 3)
   rows = -(-len(records) // columns)
@@ -107,7 +112,8 @@ def bar_chart(results: dict, path) -> None:
   for ax, record in zip(axes.flat, records):
     names = [s for s in SIDES if s in record["sides"]]
     medians = [record["sides"][s]["median_s"] * 1e3 for s in names]
-    spread = [record["sides"][s]["iqr_s"] * 1e3 / 2 for s in names]
+    spread = [[(record["sides"][s]["median_s"] - record["sides"][s][q]) * 1e3
+               * sign for s in names] for q, sign in (("q25_s", 1), ("q75_s", -1))]
     ax.bar([SIDE_LABELS[s] for s in names], medians, yerr=spread,
            color=[colors[s] for s in names], capsize=3)
     ax.set_title(f"{record['workload']} (batch {record['batch_size']})")

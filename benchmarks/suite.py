@@ -51,7 +51,8 @@ def run_workload(workload: Workload, *, batch_size: int, dtype: str,
                       with_torch=with_torch, max_steps=steps + 8)
   times = interleave(sides, steps=steps, rounds=rounds)
   items = workload.items_per_step(batch_size)
-  model_flops = sides["dlcore"].flops
+  model_flops = (workload.flops_per_step(batch_size) if workload.flops_per_step
+                 else sides["dlcore"].flops)
   results = {}
   for name, side in sides.items():
     stats = summary(times[name])
@@ -67,21 +68,39 @@ def run_workload(workload: Workload, *, batch_size: int, dtype: str,
                                 else None)}
   median = {name: r["median_s"] for name, r in results.items()}
   ratios = {}
+  fastest = {name: r["min_s"] for name, r in results.items()}
   if "baseline" in median:
     ratios["dlcore_over_baseline"] = median["dlcore"] / median["baseline"]
+    ratios["dlcore_over_baseline_fastest"] = (fastest["dlcore"]
+                                              / fastest["baseline"])
   if "torch" in median:
     ratios["torch_over_dlcore"] = median["torch"] / median["dlcore"]
+    ratios["torch_over_dlcore_fastest"] = fastest["torch"] / fastest["dlcore"]
   return {"workload": workload.name, "description": workload.description,
           "batch_size": batch_size, "dtype": dtype, "unit": workload.unit,
           "items_per_step": items, "model_flops_per_step": model_flops,
+          "flops_source": ("analytic" if workload.flops_per_step
+                           else "xla_cost_analysis"),
           "sides": results, "ratios": ratios}
 
 
 def run_sweep(workload: Workload, batch_sizes, dtype: str, *, steps: int,
-              rounds: int) -> dict:
-  """dlcore's median step time at each batch size (one compile per size)."""
+              rounds: int, measured: dict | None = None) -> dict:
+  """dlcore's median step time at each batch size (one compile per size).
+
+  ``measured``: a ``run_workload`` record in ``dtype`` whose batch size, if
+  swept, is taken from it rather than compiled and timed again.
+  """
   points = []
   for batch_size in batch_sizes:
+    if measured and (measured["batch_size"], measured["dtype"]) == (
+        batch_size, dtype):
+      dlcore = measured["sides"]["dlcore"]
+      points.append({"batch_size": batch_size, **{
+          k: dlcore[k] for k in ("compile_s", "median_s", "iqr_s", "q25_s", "q75_s",
+                                 "min_s", "max_s", "timed_steps",
+                                 "items_per_s")}})
+      continue
     side = build_sides(workload, batch_size, dtype, with_baseline=False,
                        with_torch=False, max_steps=steps + 8)["dlcore"]
     stats = summary(interleave({"dlcore": side}, steps=steps,

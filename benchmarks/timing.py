@@ -13,6 +13,7 @@ CUDA PyTorch, ``torch.cuda.synchronize``). ``interleave`` runs every side
 ``warmup`` untimed steps, then ``rounds`` rounds in which each side in turn
 runs ``steps / rounds`` timed steps: sides compared in one run share the
 machine's slow and quiet moments alike, which matters on a shared host.
+The harness reports the median; the minimum is kept too.
 """
 
 import time
@@ -71,25 +72,35 @@ class CallableSide:
 
 
 def interleave(sides: dict[str, Callable[[], None]], *, steps: int,
-               rounds: int, warmup: int = 2) -> dict[str, list[float]]:
-  """Seconds of each of ``steps`` timed steps per side, the sides alternating."""
+               rounds: int, warmup: int = 2,
+               settle_s: float = 0.005) -> dict[str, list[float]]:
+  """Seconds of each of ``steps`` timed steps per side, the sides alternating.
+
+  The order of the sides rotates from round to round, so each follows each
+  other equally often, and before a side's turn the host idles ``settle_s``:
+  thread pools that spin after their work (OpenMP in PyTorch, Eigen in XLA)
+  go to sleep before the next side is timed instead of competing with it.
+  """
   for side in sides.values():
     for _ in range(warmup):
       side()
   per_round = -(-steps // rounds)
+  names = list(sides)
   times: dict[str, list[float]] = {name: [] for name in sides}
-  for _ in range(rounds):
-    for name, side in sides.items():
+  for i in range(rounds):
+    for name in names[i % len(names):] + names[:i % len(names)]:
+      time.sleep(settle_s)
       for _ in range(per_round):
         start = time.perf_counter()
-        side()
+        sides[name]()
         times[name].append(time.perf_counter() - start)
   return times
 
 
 def summary(times: list[float]) -> dict[str, float]:
-  """Median step seconds and its spread: interquartile range, min and max."""
+  """Median step seconds and its spread: quartiles, their range, min and max."""
   q25, median, q75 = np.percentile(times, [25, 50, 75])
   return {"median_s": float(median), "iqr_s": float(q75 - q25),
+          "q25_s": float(q25), "q75_s": float(q75),
           "min_s": float(np.min(times)), "max_s": float(np.max(times)),
           "timed_steps": len(times)}

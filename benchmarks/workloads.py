@@ -55,6 +55,10 @@ class Workload:
   quick_batch_size: int = 128
   sweep: tuple[int, ...] = ()        # batch sizes of the scaling sweep
   quick_sweep: tuple[int, ...] = ()
+  in_quick: bool = True              # part of ``--quick``'s default set
+  # FLOPs of one step when XLA's cost analysis undercounts them: it counts
+  # a loop body (``lax.scan``, e.g. ``nn.RNN``) once, not once per iteration.
+  flops_per_step: Callable[[int], float] | None = None
   unit: str = "examples"             # what ``items_per_step`` counts
   items_per_step: Callable[[int], int] = lambda batch_size: batch_size
 
@@ -159,9 +163,20 @@ classifier_workload("mlp", "MLP 784-256-128-10, MNIST shape", MNIST,
 classifier_workload("lenet5", "LeNet-5 (tanh, avg-pool), MNIST shape", MNIST,
                     with_torch=True)
 classifier_workload("resnet20", "ResNet-20 with BatchNorm, CIFAR shape", CIFAR,
-                    with_torch=False, quick_batch_size=32,
-                    sweep=(16, 32, 64, 128), quick_sweep=(8, 16, 32))
+                    with_torch=False, quick_batch_size=16,
+                    sweep=(16, 32, 64, 128), quick_sweep=(8, 16))
+
+
+def lstm_flops(batch_size: int, steps: int = 28, features: int = 28,
+               hidden: int = 128) -> float:
+  """Matmul FLOPs of an LSTM train step: forward ``2BT * 4H(F + H)``, x3 with backward."""
+  return 3 * 2 * batch_size * steps * 4 * hidden * (features + hidden)
+
+
 classifier_workload("lstm", "LSTM 128 units over 28 image rows", MNIST,
-                    with_torch=True)
+                    with_torch=True, flops_per_step=lstm_flops)
 classifier_workload("transformer", "Transformer encoder, 2 layers, d=64, "
                     "28 row tokens", MNIST, with_torch=False)
+
+if importlib.util.find_spec("dlcore.adversarial") is not None:
+  from benchmarks import generative  # pylint: disable=unused-import,wrong-import-position
