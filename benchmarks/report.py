@@ -90,7 +90,7 @@ def markdown(results: dict) -> str:
       "1 means dlcore is faster; in brackets the same ratio of the fastest "
       "steps, less sensitive to a busy host. Utilisation is of the measured "
       "peak; FLOPs are XLA's cost analysis (LSTM: counted by hand, since XLA "
-      "counts a loop body once).", "",
+      "counts a loop body once; — where neither is possible).", "",
       *TABLE_HEADER]
   lines += [markdown_row(record) for record in results["workloads"]]
   for sweep in results["sweeps"]:

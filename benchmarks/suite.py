@@ -51,8 +51,11 @@ def run_workload(workload: Workload, *, batch_size: int, dtype: str,
                       with_torch=with_torch, max_steps=steps + 8)
   times = interleave(sides, steps=steps, rounds=rounds)
   items = workload.items_per_step(batch_size)
-  model_flops = (workload.flops_per_step(batch_size) if workload.flops_per_step
-                 else sides["dlcore"].flops)
+  if workload.flops_per_step is None:
+    model_flops, source = sides["dlcore"].flops, "xla_cost_analysis"
+  else:
+    model_flops = workload.flops_per_step(batch_size)
+    source = "analytic" if model_flops else "unknown"
   results = {}
   for name, side in sides.items():
     stats = summary(times[name])
@@ -79,8 +82,7 @@ def run_workload(workload: Workload, *, batch_size: int, dtype: str,
   return {"workload": workload.name, "description": workload.description,
           "batch_size": batch_size, "dtype": dtype, "unit": workload.unit,
           "items_per_step": items, "model_flops_per_step": model_flops,
-          "flops_source": ("analytic" if workload.flops_per_step
-                           else "xla_cost_analysis"),
+          "flops_source": source,
           "sides": results, "ratios": ratios}
 
 

@@ -21,6 +21,7 @@ the model on bfloat16 copies (mixed precision), on every side alike.
 """
 
 import dataclasses
+import importlib
 import importlib.util
 from typing import Any, Callable
 
@@ -58,7 +59,8 @@ class Workload:
   in_quick: bool = True              # part of ``--quick``'s default set
   # FLOPs of one step when XLA's cost analysis undercounts them: it counts
   # a loop body (``lax.scan``, e.g. ``nn.RNN``) once, not once per iteration.
-  flops_per_step: Callable[[int], float] | None = None
+  # Returning None reports them as unknown.
+  flops_per_step: Callable[[int], float | None] | None = None
   unit: str = "examples"             # what ``items_per_step`` counts
   items_per_step: Callable[[int], int] = lambda batch_size: batch_size
 
@@ -178,5 +180,15 @@ classifier_workload("lstm", "LSTM 128 units over 28 image rows", MNIST,
 classifier_workload("transformer", "Transformer encoder, 2 layers, d=64, "
                     "28 row tokens", MNIST, with_torch=False)
 
-if importlib.util.find_spec("dlcore.adversarial") is not None:
-  from benchmarks import generative  # pylint: disable=unused-import,wrong-import-position
+
+def _register_optional(module: str) -> None:
+  """Imports a workload module whose dlcore objective may not exist yet."""
+  try:
+    importlib.import_module(module)
+  except ModuleNotFoundError as e:
+    if not (e.name or "").startswith("dlcore"):
+      raise
+
+
+_register_optional("benchmarks.generative")  # GAN and VAE
+_register_optional("benchmarks.qlearning")   # DQN
