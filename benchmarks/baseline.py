@@ -12,6 +12,8 @@ Usage::
   state = create_train_state(model, optax.adam(1e-3), images, key)
   step = jax.jit(train_step, donate_argnums=0)   # or train_step_batchnorm
   state, metrics = step(state, {"image": x, "label": y}, dropout_key)
+
+``dqn_update`` is the same for a DQN update (CleanRL's ``dqn_jax.py``).
 """
 
 from typing import Any
@@ -69,3 +71,26 @@ def train_step_batchnorm(state: TrainState, batch, key):
       loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   return state, {"loss": loss, "accuracy": accuracy}
+
+
+class DqnTrainState(train_state.TrainState):
+  target_params: Any
+
+
+def dqn_update(state: DqnTrainState, batch, key, gamma: float = 0.99):
+  """One DQN update as CleanRL's ``dqn_jax.py`` writes it; hard target copy."""
+  del key
+  next_q = state.apply_fn({"params": state.target_params}, batch["next_obs"])
+  not_done = 1.0 - batch["terminated"].astype(jnp.float32)
+  target = batch["reward"] + gamma * not_done * jnp.max(next_q, axis=-1)
+
+  def loss_fn(params):
+    q = state.apply_fn({"params": params}, batch["obs"])
+    q_taken = q[jnp.arange(q.shape[0]), batch["action"]]
+    return jnp.mean((q_taken - target) ** 2), q_taken
+
+  (loss, q_taken), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  state = state.apply_gradients(grads=grads)
+  state = state.replace(target_params=state.params)
+  return state, {"loss": loss, "q_mean": jnp.mean(q_taken)}
