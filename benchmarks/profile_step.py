@@ -57,7 +57,7 @@ def main(argv=None) -> list[tuple[str, float]]:
                       f"{', '.join(WORKLOADS)}")
   side = build_sides(WORKLOADS[config.workload], config.batch_size,
                      config.dtype, with_baseline=False, with_torch=False,
-                     max_steps=config.steps + 4)["dlcore"]
+                     max_steps=config.steps + 4)[0]["dlcore"]
   hlo = side.compiled.as_text()
   definitions = {m.group(1): m.group(0).strip() for m in
                  re.finditer(r"^\s*(?:ROOT )?%([\w.\-]+) = .*$", hlo, re.M)}

@@ -93,6 +93,10 @@ def markdown(results: dict) -> str:
       "counts a loop body once; — where neither is possible).", "",
       *TABLE_HEADER]
   lines += [markdown_row(record) for record in results["workloads"]]
+  skipped = [f"- {record['workload']}: {side} side skipped ({error})"
+             for record in results["workloads"]
+             for side, error in record.get("skipped", {}).items()]
+  lines += [""] + skipped if skipped else []
   for sweep in results["sweeps"]:
     lines += ["", f"Batch-size sweep, {sweep['workload']} (dlcore):", "",
               "| batch | step ms | items/s |", "|---:|---:|---:|"]

@@ -15,6 +15,8 @@ are computed for every side. Ratios: ``dlcore / baseline`` (framework
 overhead; 1.0 is none) and ``torch / dlcore`` (above 1.0: dlcore faster).
 """
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +32,12 @@ def _jax_inputs(workload: Workload, batch_size: int, seed: int = 0):
 
 def build_sides(workload: Workload, batch_size: int, dtype: str, *,
                 with_baseline: bool, with_torch: bool, max_steps: int) -> dict:
-  """Compiled, ready-to-call sides: ``dlcore``, ``baseline``, ``torch``."""
+  """Compiled, ready-to-call sides: ``dlcore``, ``baseline``, ``torch``.
+
+  Returns ``(sides, skipped)``: a PyTorch side whose first step fails (e.g.
+  an operation without a bfloat16 CPU kernel) is left out, and ``skipped``
+  maps it to the error.
+  """
   numpy_batch, batch = _jax_inputs(workload, batch_size)
   init_key, step_key = jax.random.split(jax.random.PRNGKey(0))
   sides = {"dlcore": JaxSide(*workload.dlcore(batch, dtype, init_key), batch,
@@ -38,17 +45,26 @@ def build_sides(workload: Workload, batch_size: int, dtype: str, *,
   if with_baseline and workload.baseline is not None:
     sides["baseline"] = JaxSide(*workload.baseline(batch, dtype, init_key),
                                 batch, step_key, max_steps)
+  skipped = {}
   if with_torch and workload.torch is not None:
-    sides["torch"] = CallableSide(workload.torch(numpy_batch, dtype))
-  return sides
+    try:
+      torch_side = CallableSide(workload.torch(numpy_batch, dtype))
+      torch_side()
+      sides["torch"] = torch_side
+    except RuntimeError as e:
+      skipped["torch"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+      print(f"{workload.name}: PyTorch side skipped ({skipped['torch']})",
+            file=sys.stderr)
+  return sides, skipped
 
 
 def run_workload(workload: Workload, *, batch_size: int, dtype: str,
                  steps: int, rounds: int, with_torch: bool,
                  peak: dict) -> dict:
   """Times every side of ``workload``; returns its result record."""
-  sides = build_sides(workload, batch_size, dtype, with_baseline=True,
-                      with_torch=with_torch, max_steps=steps + 8)
+  sides, skipped = build_sides(workload, batch_size, dtype,
+                               with_baseline=True, with_torch=with_torch,
+                               max_steps=steps + 8)
   times = interleave(sides, steps=steps, rounds=rounds)
   items = workload.items_per_step(batch_size)
   if workload.flops_per_step is None:
@@ -83,7 +99,7 @@ def run_workload(workload: Workload, *, batch_size: int, dtype: str,
           "batch_size": batch_size, "dtype": dtype, "unit": workload.unit,
           "items_per_step": items, "model_flops_per_step": model_flops,
           "flops_source": source,
-          "sides": results, "ratios": ratios}
+          "sides": results, "ratios": ratios, "skipped": skipped}
 
 
 def run_sweep(workload: Workload, batch_sizes, dtype: str, *, steps: int,
@@ -104,7 +120,7 @@ def run_sweep(workload: Workload, batch_sizes, dtype: str, *, steps: int,
                                  "items_per_s")}})
       continue
     side = build_sides(workload, batch_size, dtype, with_baseline=False,
-                       with_torch=False, max_steps=steps + 8)["dlcore"]
+                       with_torch=False, max_steps=steps + 8)[0]["dlcore"]
     stats = summary(interleave({"dlcore": side}, steps=steps,
                                rounds=rounds)["dlcore"])
     items = workload.items_per_step(batch_size)
