@@ -1,0 +1,70 @@
+"""CPU seconds per step of each side, one thread each: a comparison a busy host cannot skew.
+
+Usage::
+
+  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
+      python -m benchmarks.cpu_time --workloads mlp,lenet5,lstm
+
+Wall-clock medians on a shared machine measure the neighbours as much as
+the step, and PyTorch's OpenMP threads suffer most from them. With XLA and
+PyTorch each on one thread (XLA through the flags above, PyTorch through
+``torch.set_num_threads(1)``), the process CPU time of a step is the work
+that step does, whatever else runs. Sides alternate step by step, as in
+``python -m benchmarks``; prints the median and fastest per side.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from benchmarks.suite import build_sides
+from benchmarks.workloads import WORKLOADS, torch_available
+from dlcore import cli
+from dlcore.config import field, parse_args
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuTimeConfig:
+  """Options of ``python -m benchmarks.cpu_time``."""
+  workloads: str = field("mlp,lenet5,lstm", "comma-separated workloads")
+  batch_size: int = field(128, "batch size")
+  steps: int = field(30, "timed steps per side")
+
+
+def cpu_times(sides: dict, steps: int, settle_s: float = 0.005) -> dict:
+  """Process CPU seconds of each of ``steps`` steps per side, sides rotating."""
+  for side in sides.values():
+    side()
+  names = list(sides)
+  times = {name: [] for name in names}
+  for i in range(steps):
+    for name in names[i % len(names):] + names[:i % len(names)]:
+      time.sleep(settle_s)
+      start = time.process_time()
+      sides[name]()
+      times[name].append(time.process_time() - start)
+  return times
+
+
+def main(argv=None) -> dict:
+  config = parse_args(CpuTimeConfig, __doc__, argv)
+  if torch_available():
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(1)
+  results = {}
+  for name in config.workloads.split(","):
+    sides, _ = build_sides(WORKLOADS[name], config.batch_size, "float32",
+                           with_baseline=True, with_torch=True,
+                           max_steps=config.steps + 4)
+    times = cpu_times(sides, config.steps)
+    results[name] = {side: (float(np.median(t)), float(np.min(t)))
+                     for side, t in times.items()}
+    print(f"{name}: " + "  ".join(
+        f"{side} {1e3 * median:.2f} ms (fastest {1e3 * fastest:.2f})"
+        for side, (median, fastest) in results[name].items()), flush=True)
+  return results
+
+
+if __name__ == "__main__":
+  cli.run(main)

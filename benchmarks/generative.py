@@ -1,0 +1,61 @@
+"""GAN and VAE workloads (dlcore side), registered when ``dlcore.adversarial`` exists.
+
+Usage: imported by ``benchmarks.workloads``; then ``python -m benchmarks
+--workloads gan_dcgan,gan_wgan_gp,gan_mlp,vae``.
+
+The GAN steps time one full iteration (``n_critic`` discriminator updates,
+then one generator update: 1 for the non-saturating loss, 5 for WGAN-GP),
+on real images in [-1, 1]; the VAE step one Adam step on the negative ELBO.
+Items per step are the real examples consumed. No hand-written baseline or
+PyTorch side yet: ``Workload.baseline`` / ``Workload.torch`` are where they go.
+"""
+
+import functools
+
+import jax
+import numpy as np
+
+from benchmarks.workloads import Workload, register
+from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
+                                vae_step)
+
+MNIST = (28, 28, 1)
+
+
+def _images(low: float):
+  def make(rng: np.random.Generator, batch_size: int):
+    images = rng.random((batch_size,) + MNIST, dtype=np.float32)
+    return {"image": low + (1.0 - low) * images,
+            "label": rng.integers(0, 10, batch_size).astype(np.int32)}
+  return make
+
+
+def _gan(arch: str, loss: str):
+  def build(batch, dtype, key):
+    del dtype  # The GAN models compute in float32.
+    state = create_gan_state(arch, MNIST, key)
+    step = jax.jit(functools.partial(gan_step, loss=loss), donate_argnums=0)
+    return step, state
+  return build
+
+
+def _vae(batch, dtype, key):
+  del dtype
+  return jax.jit(vae_step, donate_argnums=0), create_vae_state(MNIST, key)
+
+
+# The DCGAN steps take seconds each on a 2-core CPU: not part of --quick.
+for name, arch, loss, text in (
+    ("gan_dcgan", "dcgan", "nonsaturating", "DCGAN, non-saturating loss"),
+    ("gan_wgan_gp", "dcgan", "wgan-gp", "DCGAN, WGAN-GP (5 critic steps)"),
+    ("gan_mlp", "mlp", "nonsaturating", "MLP GAN, non-saturating loss")):
+  register(Workload(name=name, description=f"{text}, MNIST shape",
+                    make_batch=_images(-1.0), dlcore=_gan(arch, loss),
+                    batch_size=64, quick_batch_size=32,
+                    in_quick=arch == "mlp",
+                    # XLA counts the scanned critic updates once, not 5 times.
+                    flops_per_step=(lambda batch_size: None)
+                    if loss == "wgan-gp" else None))
+register(Workload(name="vae", description="VAE (Bernoulli), MNIST shape",
+                  make_batch=_images(0.0), dlcore=_vae, batch_size=128,
+                  quick_batch_size=128))

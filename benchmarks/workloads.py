@@ -1,0 +1,194 @@
+"""The benchmark workloads: one ``Workload`` spec per kind of train step.
+
+Usage::
+
+  workload = WORKLOADS["lenet5"]
+  batch = workload.make_batch(np.random.default_rng(0), 128)  # numpy pytree
+  step, state = workload.dlcore(batch, "float32", key)          # jitted step
+  step, state = workload.baseline(batch, "float32", key)        # hand-written
+  torch_step = workload.torch(batch, "float32")                 # or None
+
+A spec says how to make a batch of random data and how to build each side
+from it; the harness times every side on that same batch. Adding a workload
+is a few lines: a ``Workload(...)`` passed to ``register``. JAX sides return
+``(jitted step, initial state)`` with ``step(state, batch, key) -> (state,
+metrics)``, the one step contract of dlcore.
+
+The supervised workloads train dlcore's classifiers with Adam (lr 1e-3) on
+MNIST-shaped (28x28x1) or CIFAR-shaped (32x32x3) random images with 10
+classes. ``bfloat16`` keeps float32 parameters and optimizer state and runs
+the model on bfloat16 copies (mixed precision), on every side alike.
+"""
+
+import dataclasses
+import importlib
+import importlib.util
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks import baseline
+from dlcore import state as dlcore_state
+from dlcore.models import create_classifier
+from dlcore.supervised import steps as supervised_steps
+
+JaxBuilder = Callable[[Any, str, jax.Array], tuple[Callable, Any]]
+TorchBuilder = Callable[[dict[str, np.ndarray], str], Callable[[], None]]
+DTYPES = ("float32", "bfloat16")
+LEARNING_RATE = 1e-3
+NUM_CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """How to build and feed one benchmark; see the module docstring."""
+  name: str
+  description: str
+  make_batch: Callable[[np.random.Generator, int], Any]
+  dlcore: JaxBuilder
+  baseline: JaxBuilder | None = None
+  torch: TorchBuilder | None = None
+  batch_size: int = 128
+  quick_batch_size: int = 128
+  sweep: tuple[int, ...] = ()        # batch sizes of the scaling sweep
+  quick_sweep: tuple[int, ...] = ()
+  in_quick: bool = True              # part of ``--quick``'s default set
+  # FLOPs of one step when XLA's cost analysis undercounts them: it counts
+  # a loop body (``lax.scan``, e.g. ``nn.RNN``) once, not once per iteration.
+  # Returning None reports them as unknown.
+  flops_per_step: Callable[[int], float | None] | None = None
+  unit: str = "examples"             # what ``items_per_step`` counts
+  items_per_step: Callable[[int], int] = lambda batch_size: batch_size
+
+
+WORKLOADS: dict[str, Workload] = {}
+
+
+def register(workload: Workload) -> Workload:
+  WORKLOADS[workload.name] = workload
+  return workload
+
+
+def torch_available() -> bool:
+  return importlib.util.find_spec("torch") is not None
+
+
+class InDtype:
+  """``model`` run on ``dtype`` copies of its input and float32 parameters.
+
+  Has the ``init`` / ``apply`` of a Flax module, so the train states take
+  it as their model: parameters and optimizer state stay float32 (the cast
+  is differentiated through), outputs come back float32.
+  """
+
+  def __init__(self, model: nn.Module, dtype: str):
+    self.model, self.dtype = model, jnp.dtype(dtype)
+
+  def init(self, rngs, x, **kwargs):
+    return self.model.init(rngs, x, **kwargs)
+
+  def apply(self, variables, x, **kwargs):
+    cast = lambda p: p.astype(self.dtype)
+    variables = {**variables, "params": jax.tree.map(cast, variables["params"])}
+    out = self.model.apply(variables, x.astype(self.dtype), **kwargs)
+    if kwargs.get("mutable"):
+      return out[0].astype(jnp.float32), out[1]
+    return out.astype(jnp.float32)
+
+
+def in_dtype(model: nn.Module, dtype: str):
+  """``model`` computing in ``dtype``; float32 returns it unchanged."""
+  return model if dtype == "float32" else InDtype(model, dtype)
+
+
+def image_batch(shape: tuple[int, int, int]):
+  """Uniform images ``[B, *shape]`` in [0, 1) and uniform labels ``[B]``."""
+  def make(rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+    return {"image": rng.random((batch_size,) + shape, dtype=np.float32),
+            "label": rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)}
+  return make
+
+
+def dlcore_classifier(model_name: str) -> JaxBuilder:
+  """dlcore's own path: ``create_train_state`` + ``supervised.train_step``."""
+  def build(batch, dtype, key):
+    model = in_dtype(create_classifier(model_name, NUM_CLASSES), dtype)
+    state = dlcore_state.create_train_state(
+        model, optax.adam(LEARNING_RATE), batch["image"][:1], key)
+    step = jax.jit(supervised_steps.train_step, donate_argnums=0,
+                   static_argnames=("task", "axis_name"))
+    return step, state
+  return build
+
+
+def baseline_classifier(model_name: str) -> JaxBuilder:
+  """The hand-written Flax + Optax step on the same model and optimizer."""
+  def build(batch, dtype, key):
+    model = in_dtype(create_classifier(model_name, NUM_CLASSES), dtype)
+    state = baseline.create_train_state(
+        model, optax.adam(LEARNING_RATE), batch["image"], key)
+    step_fn = (baseline.train_step_batchnorm if jax.tree.leaves(
+        state.batch_stats) else baseline.train_step)
+    return jax.jit(step_fn, donate_argnums=0), state
+  return build
+
+
+def torch_classifier(model_name: str) -> TorchBuilder | None:
+  if not torch_available():
+    return None
+
+  def build(batch, dtype):
+    from benchmarks import torch_models  # pylint: disable=import-outside-toplevel
+    return torch_models.make_step(model_name, batch, dtype,
+                                  torch_models.default_device())
+  return build
+
+
+def classifier_workload(name: str, description: str,
+                        shape: tuple[int, int, int], *, with_torch: bool,
+                        **options) -> Workload:
+  """A supervised workload on dlcore's registered classifier ``name``."""
+  return register(Workload(
+      name=name, description=description, make_batch=image_batch(shape),
+      dlcore=dlcore_classifier(name), baseline=baseline_classifier(name),
+      torch=torch_classifier(name) if with_torch else None, **options))
+
+
+MNIST, CIFAR = (28, 28, 1), (32, 32, 3)
+classifier_workload("mlp", "MLP 784-256-128-10, MNIST shape", MNIST,
+                    with_torch=True, sweep=(32, 128, 512, 2048),
+                    quick_sweep=(32, 128, 512))
+classifier_workload("lenet5", "LeNet-5 (tanh, avg-pool), MNIST shape", MNIST,
+                    with_torch=True)
+classifier_workload("resnet20", "ResNet-20 with BatchNorm, CIFAR shape", CIFAR,
+                    with_torch=False, quick_batch_size=16,
+                    sweep=(16, 32, 64, 128), quick_sweep=(8, 16))
+
+
+def lstm_flops(batch_size: int, steps: int = 28, features: int = 28,
+               hidden: int = 128) -> float:
+  """Matmul FLOPs of an LSTM train step: forward ``2BT * 4H(F + H)``, x3 with backward."""
+  return 3 * 2 * batch_size * steps * 4 * hidden * (features + hidden)
+
+
+classifier_workload("lstm", "LSTM 128 units over 28 image rows", MNIST,
+                    with_torch=True, flops_per_step=lstm_flops)
+classifier_workload("transformer", "Transformer encoder, 2 layers, d=64, "
+                    "28 row tokens", MNIST, with_torch=False)
+
+
+def _register_optional(module: str) -> None:
+  """Imports a workload module whose dlcore objective may not exist yet."""
+  try:
+    importlib.import_module(module)
+  except ModuleNotFoundError as e:
+    if not (e.name or "").startswith("dlcore"):
+      raise
+
+
+_register_optional("benchmarks.generative")  # GAN and VAE
+_register_optional("benchmarks.qlearning")   # DQN
