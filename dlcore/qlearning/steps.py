@@ -81,7 +81,14 @@ def dqn_step(state: DQNState, transitions: dict[str, jax.Array],
     grads, metrics = lax.pmean((grads, metrics), axis_name)
   metrics["grad_norm"] = optax.global_norm(grads)
   state = state.apply_gradients(grads=grads)
-  target_params = optax.periodic_update(
-      optax.incremental_update(state.params, state.target_params, tau),
-      state.target_params, state.step, target_update_period)
+
+  def updated_target():
+    if tau == 1.0:  # A hard copy needs no arithmetic.
+      return state.params
+    return optax.incremental_update(state.params, state.target_params, tau)
+
+  # A cond, not optax.periodic_update's select: off-schedule steps skip the
+  # parameter-sized work (under vmap it becomes a select again).
+  target_params = lax.cond(state.step % target_update_period == 0,
+                           updated_target, lambda: state.target_params)
   return state.replace(target_params=target_params), metrics
