@@ -48,9 +48,11 @@ def td_target(reward: jax.Array, terminated: jax.Array,
   Given ``next_q_online`` (Double DQN), the online network picks the action
   and the target network values it; otherwise the target network does both.
   """
-  chooser = next_q_target if next_q_online is None else next_q_online
-  best = jnp.argmax(chooser, axis=-1)
-  next_value = jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
+  if next_q_online is None:
+    next_value = jnp.max(next_q_target, axis=-1)
+  else:
+    best = jnp.argmax(next_q_online, axis=-1)
+    next_value = jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
   not_terminated = 1.0 - terminated.astype(next_value.dtype)
   return reward + gamma * not_terminated * next_value
 
