@@ -32,9 +32,14 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from dlcore import parallel
+from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
+                                vae_step)
 from dlcore.data import Split, load_dataset
 from dlcore.errors import ConfigError
 from dlcore.models import ResNet, create_classifier
+from dlcore.qlearning import DqnConfig
+from dlcore.qlearning.state import create_dqn_state
+from dlcore.qlearning.steps import dqn_step
 from dlcore.state import create_train_state
 from dlcore.supervised import ClassifyConfig, evaluate, train_and_evaluate
 from dlcore.supervised.steps import eval_step, train_step
@@ -85,12 +90,65 @@ def classifier_state(model: str | Callable[[], Any]):
   return _compiled_init(model)(jax.random.PRNGKey(0))
 
 
+def with_sgd(state, lr: float = 0.1):
+  """``state`` (a ``TrainState``) with plain SGD: Adam's normalised first
+  step would hide a gradient ``n`` times too large."""
+  tx = optax.sgd(lr)
+  return state.replace(tx=tx, opt_state=tx.init(state.params))
+
+
+@functools.cache
+def _compiled_gan_init(arch: str):
+  return jax.jit(lambda key: create_gan_state(arch, (8, 8, 1), key,
+                                              latent_dim=8))
+
+
+def gan_state(arch: str):
+  """A GAN on 8x8 images, both networks on SGD (dcgan: BatchNorm in G)."""
+  state = _compiled_gan_init(arch)(jax.random.PRNGKey(0))
+  return state.replace(generator=with_sgd(state.generator),
+                       discriminator=with_sgd(state.discriminator))
+
+
+def gan_batch(size: int = 16) -> dict[str, np.ndarray]:
+  """Real digits rescaled to the generator's range [-1, 1]."""
+  batch = digits_batch(size)
+  return {"image": batch["image"] * 2.0 - 1.0, "label": batch["label"]}
+
+
+def vae_state():
+  return with_sgd(jax.jit(lambda key: create_vae_state((8, 8, 1), key))(
+      jax.random.PRNGKey(0)), lr=1e-3)
+
+
+def dqn_state():
+  """A CartPole-sized Q-network (4 observations, 2 actions) on SGD."""
+  return with_sgd(create_dqn_state(DqnConfig(), (4,), 2,
+                                   jax.random.PRNGKey(0)), lr=0.01)
+
+
+def dqn_transitions(size: int = 16) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(0)
+  return {"obs": rng.normal(size=(size, 4)).astype(np.float32),
+          "action": rng.integers(0, 2, size).astype(np.int32),
+          "reward": rng.normal(size=size).astype(np.float32),
+          "next_obs": rng.normal(size=(size, 4)).astype(np.float32),
+          "terminated": rng.random(size) < 0.25}
+
+
 CASES = [
     StepCase("supervised-cnn", train_step,
              functools.partial(classifier_state, "cnn"), digits_batch),
     StepCase("supervised-resnet-batchnorm", train_step,
              functools.partial(classifier_state, small_resnet), digits_batch),
-    # Further steps join here, e.g. StepCase("gan", gan_step, ...).
+    StepCase("gan-mlp-wgan-gp", gan_step, functools.partial(gan_state, "mlp"),
+             gan_batch, {"loss": "wgan-gp", "n_critic": 2}),
+    StepCase("gan-dcgan-batchnorm-nonsaturating", gan_step,
+             functools.partial(gan_state, "dcgan"), gan_batch),
+    StepCase("vae", vae_step, vae_state, lambda: {
+        "image": digits_batch(16)["image"]}),
+    StepCase("dqn-double", dqn_step, dqn_state, dqn_transitions,
+             {"double": True, "loss": "huber"}),
 ]
 RESNET20 = StepCase("supervised-resnet20", train_step,
                     functools.partial(classifier_state, "resnet20"),
