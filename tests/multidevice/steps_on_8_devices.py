@@ -346,6 +346,7 @@ def test_gan_training_on_8_devices_matches_one_device(tmp_path):
   assert_trees_close(state_8, state_1, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dqn_seeds_on_2_devices_match_one_device(tmp_path):
   """``dqn.train_and_evaluate``: 2 seeds, one per device, exactly as on one."""
   config = DqnConfig(total_steps=400, num_envs=4, seeds=2, buffer_size=200,
