@@ -6,13 +6,14 @@ to ``--workdir``: metrics.jsonl, summary.json, returns.png and checkpoints/
 (resume with ``--resume``).
 """
 
-from dlcore import cli
+from dlcore import cli, parallel
 from dlcore.config import parse_args
 from dlcore.qlearning import DqnConfig, train_and_evaluate
 
 
 def main(argv=None) -> dict:
   config = parse_args(DqnConfig, __doc__, argv)
+  parallel.initialize_distributed(config)
   summary = train_and_evaluate(config, config.workdir)
   print(f"greedy eval return {summary['eval_return']:.1f} over "
         f"{summary['seeds']} seed(s) ({summary['env_steps_per_sec']:,.0f} env "

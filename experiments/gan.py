@@ -7,13 +7,14 @@ samples_XXXXXX.png, samples_final.png, curves.png and checkpoints/ (resume
 with ``--resume``).
 """
 
-from dlcore import cli
+from dlcore import cli, parallel
 from dlcore.adversarial import GanConfig, train_gan
 from dlcore.config import parse_args
 
 
 def main(argv=None) -> dict:
   config = parse_args(GanConfig, __doc__, argv)
+  parallel.initialize_distributed(config)
   summary = train_gan(config, config.workdir)
   quality = "" if summary["fcd"] is None else (
       f"fcd {summary['fcd']:.2f} (untrained generator "

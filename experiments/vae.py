@@ -6,13 +6,14 @@ Defaults train an MLP VAE with a Bernoulli likelihood on the embedded
 samples_final.png, curves.png and checkpoints/ (resume with ``--resume``).
 """
 
-from dlcore import cli
+from dlcore import cli, parallel
 from dlcore.adversarial import VaeConfig, train_vae
 from dlcore.config import parse_args
 
 
 def main(argv=None) -> dict:
   config = parse_args(VaeConfig, __doc__, argv)
+  parallel.initialize_distributed(config)
   summary = train_vae(config, config.workdir)
   print(f"test ELBO {summary['test_elbo']:.2f} nats per image "
         f"(reconstruction {summary['test_reconstruction']:.2f}, "

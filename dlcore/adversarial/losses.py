@@ -19,6 +19,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from dlcore import parallel
+
 Loss = Callable[..., jax.Array]
 
 
@@ -60,15 +62,19 @@ def hinge_discriminator(real: jax.Array, fake: jax.Array) -> jax.Array:
 
 
 def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array,
-                     fake: jax.Array, key: jax.Array) -> jax.Array:
+                     fake: jax.Array, key: jax.Array, *,
+                     axis_name: str | None = None) -> jax.Array:
   """WGAN-GP's ``mean_i (||grad_x D(x_hat_i)||_2 - 1)^2`` (Gulrajani et al., 2017).
 
   ``x_hat_i = e_i x_i + (1 - e_i) G(z_i)`` with ``e_i ~ U[0, 1]`` drawn
   from ``key``, one per example; ``critic`` maps ``[B, ...]`` to ``[B]``
   logits, examples independently (so summing its outputs gives each
-  example's input gradient).
+  example's input gradient). With ``axis_name`` set, ``e`` is this
+  device's rows of the draw one device would make for the global batch.
   """
-  eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1))
+  eps = parallel.shard_of_global_draw(
+      jax.random.uniform, key, (real.shape[0],) + (1,) * (real.ndim - 1),
+      axis_name)
   interpolates = eps * real + (1.0 - eps) * fake
   grads = jax.grad(lambda x: jnp.sum(critic(x)))(interpolates)
   norms = jnp.sqrt(jnp.sum(grads.reshape((grads.shape[0], -1)) ** 2, -1) + 1e-12)

@@ -21,14 +21,18 @@ averaged over the discriminator updates; ``g_loss``; and
 ``gradient_penalty`` for WGAN-GP.
 
 With ``axis_name`` set (under ``jax.shard_map`` / ``jax.pmap``) each device
-draws different noise, the generator's BatchNorm statistics are synchronised,
-and both networks' gradients and the metrics are averaged with ``lax.pmean``.
+takes its own rows of the noise one device would draw for the whole batch
+(``parallel.shard_of_global_draw``), the generator's BatchNorm statistics
+are synchronised, and both networks' gradients and the metrics are averaged
+with ``lax.pmean``: ``n`` devices compute what one device computes on the
+global batch.
 """
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dlcore import parallel
 from dlcore.adversarial.losses import LOSSES, GanLoss, gradient_penalty
 from dlcore.adversarial.state import GANState
 from dlcore.errors import ConfigError
@@ -64,8 +68,12 @@ def step_keys(key: jax.Array, n_critic: int,
 
 def _generate(g: TrainState, params, noise_key: jax.Array, batch_size: int,
               latent_dim: int, labels, axis_name):
-  """``(images, new_batch_stats)`` of the generator in training mode."""
-  z = jax.random.normal(noise_key, (batch_size, latent_dim))
+  """``(images, new_batch_stats)`` of the generator in training mode.
+
+  ``z [batch_size, latent_dim]``: this device's rows of the global draw.
+  """
+  z = parallel.shard_of_global_draw(jax.random.normal, noise_key,
+                                    (batch_size, latent_dim), axis_name)
   variables = {"params": params, "batch_stats": g.batch_stats}
   if not g.has_batch_stats:
     return g.apply_fn(variables, z, labels, train=True), g.batch_stats
@@ -99,8 +107,8 @@ def discriminator_update(state: GANState, real: jax.Array, labels, *,
     metrics = {"d_real": jnp.mean(as_reported(real_logits)),
                "d_fake": jnp.mean(as_reported(fake_logits))}
     if spec.gradient_penalty:
-      metrics["gradient_penalty"] = gradient_penalty(critic, real, fake,
-                                                     interpolation_key)
+      metrics["gradient_penalty"] = gradient_penalty(
+          critic, real, fake, interpolation_key, axis_name=axis_name)
       loss += gp_weight * metrics["gradient_penalty"]
     return loss, {"d_loss": loss, **metrics}
 
@@ -137,8 +145,6 @@ def gan_step(state: GANState, batch: dict[str, jax.Array], key: jax.Array, *,
   """One GAN iteration; see the module docstring. Bind options with ``partial``."""
   spec = loss_spec(loss)
   n_critic = n_critic or spec.default_n_critic
-  if axis_name is not None:  # Different noise on every device.
-    key = jax.random.fold_in(key, lax.axis_index(axis_name))
   keys = step_keys(key, n_critic, spec.gradient_penalty)
   real = batch["image"]
   labels = batch["label"] if state.conditional else None

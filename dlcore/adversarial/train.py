@@ -9,10 +9,15 @@ distance ``fcd`` (and ``fcd_initial``, the same generator before training)
 and, for conditional GANs, ``conditional_accuracy``; the classifier behind
 them is trained once into ``--classifier-dir`` (default
 ``workdir/classifier``). The VAE summary holds the test-set ELBO.
+
+Training is data-parallel over ``config.devices`` devices (default: all)
+by ``config.parallel`` (see ``dlcore.parallel``): each global batch is split
+evenly over the devices and the steps draw each device's rows of the noise
+one device would draw, so the run computes what one device would. Only
+process 0 writes files.
 """
 
 import dataclasses
-import functools
 import pathlib
 from typing import Any
 
@@ -20,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlcore import io, plots
+from dlcore import io, parallel, plots
 from dlcore.adversarial.fcd import frechet_distance, load_or_train_judge
 from dlcore.adversarial.losses import LOSSES
 from dlcore.adversarial.state import GANState, create_gan_state, sample
@@ -40,7 +45,7 @@ GRID_SIZE = 100  # Samples per PNG grid: 10 x 10.
 
 
 @dataclasses.dataclass(frozen=True)
-class GanConfig:
+class GanConfig(parallel.ParallelConfig):
   """Options of ``experiments/gan.py`` (defaults: a DCGAN on digits)."""
   dataset: str = field("digits", "digits (embedded), a TFDS name such as "
                        "mnist, or an .npz file (x_train, x_test; y_train and "
@@ -54,7 +59,8 @@ class GanConfig:
                     "nonsaturating, wgan-gp or hinge", choices=tuple(LOSSES))
   conditional: bool = field(False, "condition both networks on the class label")
   steps: int = field(3000, "generator updates")
-  batch_size: int = field(64, "real and generated examples per update")
+  batch_size: int = field(64, "real and generated examples per update "
+                          "(split evenly over the devices)")
   latent_dim: int = field(64, "noise dimensions")
   g_lr: float = field(2e-4, "generator Adam learning rate")
   d_lr: float = field(2e-4, "discriminator Adam learning rate")
@@ -76,7 +82,7 @@ class GanConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class VaeConfig:
+class VaeConfig(parallel.ParallelConfig):
   """Options of ``experiments/vae.py`` (defaults: an MLP VAE on digits)."""
   dataset: str = field("digits", "digits (embedded), a TFDS name such as "
                        "mnist, or an .npz file (x_train, x_test)")
@@ -87,7 +93,8 @@ class VaeConfig:
                           choices=LIKELIHOODS)
   latent_dim: int = field(16, "latent dimensions")
   steps: int = field(5000, "gradient steps")
-  batch_size: int = field(64, "training batch size")
+  batch_size: int = field(64, "global training batch size (split evenly "
+                          "over the devices)")
   lr: float = field(1e-3, "Adam learning rate")
   sample_every: int = field(500, "steps between sample grids, test ELBO "
                             "records and checkpoints")
@@ -132,6 +139,12 @@ def _gan_batches(split: Split, batch_size: int, seed: int, start: int):
     yield {"image": batch["image"] * 2.0 - 1.0, "label": batch["label"]}
 
 
+def _sharded(batches, mesh):
+  """``batches`` (numpy, global) split over ``mesh`` and prefetched."""
+  return prefetch((parallel.shard_batch(b, mesh) for b in batches),
+                  sharding=parallel.batch_sharding(mesh))
+
+
 def _check_gan(config: GanConfig, data: Dataset) -> None:
   loss_spec(config.loss)
   _check_positive(config, ("steps", "batch_size", "latent_dim",
@@ -171,7 +184,8 @@ class _GanReporter:
   def images(self, state: GANState, count: int) -> np.ndarray:
     """``count`` generated images in [0, 1] (labels cycle through the classes)."""
     labels = self.labels[:count] if self.conditional else None
-    return np.asarray(self.sample(state, self.z[:count], labels) + 1.0) / 2.0
+    images = parallel.to_host(self.sample(state, self.z[:count], labels))
+    return (images + 1.0) / 2.0
 
   def quality(self, state: GANState) -> dict[str, float]:
     if self.judge is None:
@@ -190,8 +204,9 @@ class _GanReporter:
                             self.judge.features(data.train.images[:self.count]))
 
   def __call__(self, step: int, state: GANState) -> dict[str, float]:
-    plots.image_grid(self.images(state, GRID_SIZE),
-                     self.workdir / f"samples_{step:06d}.png")
+    if parallel.is_main_process():
+      plots.image_grid(self.images(state, GRID_SIZE),
+                       self.workdir / f"samples_{step:06d}.png")
     return self.quality(state)
 
 
@@ -199,34 +214,35 @@ def train_gan(config: GanConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains a GAN as ``config`` says; returns the summary (also ``summary.json``)."""
   data = load_images(config.dataset, config.data_dir)
   _check_gan(config, data)
+  mesh = parallel.data_mesh(config.devices)
+  parallel.check_divisible(config.batch_size, mesh)
   workdir = io.prepare_workdir(workdir)
   init_key, loop_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = create_gan_state(
+  state = parallel.replicate(create_gan_state(
       config.arch, data.image_shape, init_key, batch_size=config.batch_size,
       num_classes=data.num_classes if config.conditional else 0,
       latent_dim=config.latent_dim, g_lr=config.g_lr, d_lr=config.d_lr,
-      beta1=config.beta1)
+      beta1=config.beta1), mesh)
   reporter = _GanReporter(config, data, workdir)
   initial = reporter.quality(state)
-  step_fn = jax.jit(functools.partial(
-      gan_step, loss=config.loss, n_critic=config.n_critic or None,
-      gp_weight=config.gp_weight), donate_argnums=0)
+  step_fn = parallel.wrap(
+      gan_step, mesh, config.parallel, donate_argnums=0, loss=config.loss,
+      n_critic=config.n_critic or None, gp_weight=config.gp_weight)
   state, records = train_loop(
       state, step_fn,
-      lambda start: prefetch(_gan_batches(data.train, config.batch_size,
-                                          config.seed, start)),
+      lambda start: _sharded(_gan_batches(data.train, config.batch_size,
+                                          config.seed, start), mesh),
       key=loop_key, num_steps=config.steps, report_every=config.sample_every,
       workdir=workdir, resume=config.resume, report=reporter,
-      desc=f"{config.arch} {config.loss} GAN on {data.name}")
-  plots.image_grid(reporter.images(state, GRID_SIZE),
-                   workdir / "samples_final.png")
+      desc=f"{config.arch} {config.loss} GAN on {data.name}, "
+      f"{mesh.size} device(s)")
+  final_images = reporter.images(state, GRID_SIZE)
   panels = {"losses": ["train_d_loss", "train_g_loss"],
             "discriminator": ["train_d_real", "train_d_fake"]}
   if reporter.judge is not None:
     panels["Fréchet classifier distance"] = ["fcd"]
   if config.conditional:
     panels["classifier accuracy on samples"] = ["conditional_accuracy"]
-  plots.plot_curves(records, workdir / "curves.png", x="step", panels=panels)
   final = records[-1]
   summary = {
       "fcd": final.get("fcd"), "fcd_initial": initial.get("fcd"),
@@ -234,6 +250,7 @@ def train_gan(config: GanConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
       "steps": final["step"],
       "generator_params": count_params(state.generator.params),
       "discriminator_params": count_params(state.discriminator.params),
+      "num_devices": mesh.size, "num_processes": jax.process_count(),
       "config": to_dict(config)}
   if config.conditional:
     summary["conditional_accuracy"] = final["conditional_accuracy"]
@@ -241,7 +258,11 @@ def train_gan(config: GanConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
   if reporter.judge is not None:
     summary["classifier_test_accuracy"] = reporter.judge.test_accuracy
     summary["fcd_train_images"] = reporter.train_images_fcd(data)
-  io.write_json(workdir / "summary.json", summary)
+  if parallel.is_main_process():
+    plots.image_grid(final_images, workdir / "samples_final.png")
+    plots.plot_curves(records, workdir / "curves.png", x="step",
+                      panels=panels)
+    io.write_json(workdir / "summary.json", summary)
   return summary
 
 
@@ -250,45 +271,52 @@ def train_vae(config: VaeConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
   _check_positive(config, ("steps", "batch_size", "latent_dim", "sample_every",
                            "eval_batch_size"))
   data = load_images(config.dataset, config.data_dir)
+  mesh = parallel.data_mesh(config.devices)
+  parallel.check_divisible(config.batch_size, mesh)
   workdir = io.prepare_workdir(workdir)
   init_key, loop_key, eval_key, prior_key = jax.random.split(
       jax.random.PRNGKey(config.seed), 4)
-  state = create_vae_state(data.image_shape, init_key,
-                           batch_size=config.batch_size,
-                           latent_dim=config.latent_dim,
-                           likelihood=config.likelihood, lr=config.lr)
+  state = parallel.replicate(create_vae_state(
+      data.image_shape, init_key, batch_size=config.batch_size,
+      latent_dim=config.latent_dim, likelihood=config.likelihood,
+      lr=config.lr), mesh)
   eval_fn = jax.jit(vae_eval_step)
   prior_z = jax.random.normal(prior_key, (GRID_SIZE, config.latent_dim))
   generate = jax.jit(lambda state, z: state.apply_fn(
       {"params": state.params}, z, method="generate"))
 
   def report(step: int, state) -> dict[str, float]:
-    plots.image_grid(np.asarray(generate(state, prior_z)),
-                     workdir / f"samples_{step:06d}.png")
+    if parallel.is_main_process():
+      plots.image_grid(parallel.to_host(generate(state, prior_z)),
+                       workdir / f"samples_{step:06d}.png")
     sums = None
     for i, batch in enumerate(eval_batches(data.test, config.eval_batch_size)):
       out = eval_fn(state, batch, jax.random.fold_in(eval_key, i))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    return {f"test_{k}": v for k, v in mean_of_sums(jax.device_get(sums)).items()}
+    return {f"test_{k}": v
+            for k, v in mean_of_sums(parallel.to_host(sums)).items()}
 
   state, records = train_loop(
-      state, jax.jit(vae_step, donate_argnums=0),
-      lambda start: prefetch(train_batches(data.train, config.batch_size,
-                                           config.seed, start)),
+      state, parallel.wrap(vae_step, mesh, config.parallel, donate_argnums=0),
+      lambda start: _sharded(train_batches(data.train, config.batch_size,
+                                           config.seed, start), mesh),
       key=loop_key, num_steps=config.steps, report_every=config.sample_every,
       workdir=workdir, resume=config.resume, report=report,
-      desc=f"{config.likelihood} VAE on {data.name}")
-  plots.image_grid(np.asarray(generate(state, prior_z)),
-                   workdir / "samples_final.png")
-  plots.plot_curves(records, workdir / "curves.png", x="step", panels={
-      "ELBO (nats per image)": ["train_elbo", "test_elbo"],
-      "terms": ["train_reconstruction", "train_kl", "test_kl"]})
+      desc=f"{config.likelihood} VAE on {data.name}, {mesh.size} device(s)")
+  if parallel.is_main_process():
+    plots.image_grid(parallel.to_host(generate(state, prior_z)),
+                     workdir / "samples_final.png")
+    plots.plot_curves(records, workdir / "curves.png", x="step", panels={
+        "ELBO (nats per image)": ["train_elbo", "test_elbo"],
+        "terms": ["train_reconstruction", "train_kl", "test_kl"]})
   final = records[-1]
   summary = {"test_elbo": final["test_elbo"],
              "test_reconstruction": final["test_reconstruction"],
              "test_kl": final["test_kl"],
              "train_seconds": sum(r["seconds"] for r in records),
              "steps": final["step"], "num_params": count_params(state.params),
+             "num_devices": mesh.size, "num_processes": jax.process_count(),
              "config": to_dict(config)}
-  io.write_json(workdir / "summary.json", summary)
+  if parallel.is_main_process():
+    io.write_json(workdir / "summary.json", summary)
   return summary

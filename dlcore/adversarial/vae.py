@@ -11,7 +11,9 @@ the reparameterisation noise. The loss is the batch mean of ``-ELBO =
 KL(q(z | x) || p(z)) - E_q[log p(x | z)]`` (one sample of ``z`` per
 example). Metrics: ``loss``, ``elbo``, ``reconstruction`` (the mean
 ``log p(x | z)``) and ``kl``, all in nats per example. With ``axis_name``
-set, gradients and metrics are averaged across devices with ``lax.pmean``.
+set, each device takes its rows of the noise one device would draw for the
+global batch, and gradients and metrics are averaged across devices with
+``lax.pmean``: the step computes what one device does on the global batch.
 """
 
 from typing import Sequence
@@ -40,10 +42,10 @@ def create_vae_state(image_shape: Sequence[int], key: jax.Array, *,
                            tx=optax.adam(lr), batch_stats={})
 
 
-def elbo_terms(state: TrainState, params, images: jax.Array,
-               key: jax.Array) -> Metrics:
+def elbo_terms(state: TrainState, params, images: jax.Array, key: jax.Array,
+               axis_name: str | None = None) -> Metrics:
   """Per-example ``elbo``, ``reconstruction`` and ``kl``, each ``[B]``."""
-  log_p, kl = state.apply_fn({"params": params}, images, key)
+  log_p, kl = state.apply_fn({"params": params}, images, key, axis_name)
   return {"elbo": log_p - kl, "reconstruction": log_p, "kl": kl}
 
 
@@ -59,12 +61,9 @@ def vae_eval_step(state: TrainState, batch: dict[str, jax.Array],
 def vae_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
              axis_name: str | None = None) -> tuple[TrainState, Metrics]:
   """One Adam step on the mean negative ELBO; see the module docstring."""
-  if axis_name is not None:  # Different noise on every device.
-    key = jax.random.fold_in(key, lax.axis_index(axis_name))
-
   def loss_fn(params):
-    terms = jax.tree.map(jnp.mean,
-                         elbo_terms(state, params, batch["image"], key))
+    terms = jax.tree.map(jnp.mean, elbo_terms(state, params, batch["image"],
+                                              key, axis_name))
     return -terms["elbo"], terms
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(

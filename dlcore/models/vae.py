@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dlcore import parallel
 from dlcore.errors import ConfigError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -72,17 +73,21 @@ class VAE(nn.Module):
       self.log_scale = self.param(
           "log_scale", nn.initializers.constant(INITIAL_LOG_SCALE), ())
 
-  def __call__(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array, key: jax.Array,
+               axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
     """The ELBO's two terms per example, ``(log p(x | z), KL(q(z | x) || p(z)))``, each ``[B]``.
 
     ``z = mean + exp(log_var / 2) * eps`` with ``eps ~ N(0, I)`` drawn from
-    ``key`` (the reparameterisation trick), and the closed form
+    ``key`` (the reparameterisation trick; with ``axis_name``, this device's
+    rows of the draw for the global batch), and the closed form
     ``KL = 1/2 sum_j (exp(log_var_j) + mean_j^2 - 1 - log_var_j)``.
     Bernoulli: ``log p = -sum_pixels BCE(logits, x)`` (x in [0, 1]).
     Gaussian: ``log p = sum_pixels log N(x; mu, s^2)``, ``s = exp(log_scale)``.
     """
     mean, log_var = self.encoder(x)
-    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
+    eps = parallel.shard_of_global_draw(jax.random.normal, key, mean.shape,
+                                        axis_name)
+    z = mean + jnp.exp(0.5 * log_var) * eps
     outputs = self.decoder(z).reshape(x.shape)
     if self.likelihood == "bernoulli":
       pixel_log_p = -optax.sigmoid_binary_cross_entropy(outputs, x)

@@ -11,6 +11,7 @@ options into one-sentence ``ConfigError`` s before anything is written.
 
 import dataclasses
 
+from dlcore import parallel
 from dlcore.config import field
 from dlcore.errors import ConfigError
 from dlcore.qlearning.steps import TD_LOSSES
@@ -20,14 +21,19 @@ LOSSES = tuple(TD_LOSSES)
 
 
 @dataclasses.dataclass(frozen=True)
-class DqnConfig:
+class DqnConfig(parallel.ParallelConfig):
   """Options of ``experiments/dqn.py``; environment steps count all parallel envs."""
+  devices: int | None = field(None, "devices the seeds are spread over, "
+                              "--seeds / --devices on each (must divide "
+                              "--seeds; default: the most devices that "
+                              "divide --seeds)")
   env: str = field("CartPole-v1", "gymnax environment with discrete actions: "
                    + ", ".join(DISCRETE_ENVS))
   total_steps: int = field(500_000, "environment steps per seed (rounded up "
                            "to whole --log-every chunks)")
   num_envs: int = field(10, "parallel environments per seed")
-  seeds: int = field(1, "independent seeds trained at once (jit of vmap)")
+  seeds: int = field(1, "independent seeds trained at once (a vmap over "
+                     "seeds on each device)")
   seed: int = field(0, "base seed; seed i trains from split(PRNGKey(seed))[i]")
   buffer_size: int = field(10_000, "replay buffer capacity (transitions)")
   batch_size: int = field(128, "transitions per gradient update")

@@ -1,15 +1,18 @@
 """A DQN experiment in a workdir: ``train_and_evaluate(config, workdir)``.
 
-Trains ``config.seeds`` seeds at once (``jax.jit(jax.vmap(chunk))``), one
-compiled chunk of ``config.log_every`` environment steps per call, and
-writes into ``workdir``:
+Trains ``config.seeds`` seeds at once (``jax.vmap(chunk)``), one compiled
+chunk of ``config.log_every`` environment steps per call, the seeds spread
+evenly over ``seed_mesh(config)``'s devices by ``config.parallel`` (seeds
+are independent: no communication, and each seed's numbers do not depend on
+the device count). Writes into ``workdir`` (process 0 only):
 
 - ``metrics.jsonl``: one record per chunk: environment steps (per seed),
   the mean return of the episodes finished in the chunk (per seed and mean),
   mean loss, Q value and gradient norm, epsilon, seconds, env steps/s;
 - ``summary.json``: per-seed and mean final greedy ``eval_return``,
   ``env_steps_per_sec`` (all seeds; ``..._per_seed`` too),
-  ``train_seconds`` (compiled chunks only), ``compile_seconds``, the config;
+  ``train_seconds`` (compiled chunks only), ``compile_seconds`` (compilation
+  and one warm-up chunk), ``num_devices``, the config;
 - ``returns.png``: training return against environment steps, mean over
   seeds with the min-max spread, and the loss;
 - ``checkpoints/``: the full runner state (agents, replay buffers,
@@ -30,10 +33,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tqdm
 
-from dlcore import io, plots
+from dlcore import io, parallel, plots
 from dlcore.checkpoint import Checkpointer
 from dlcore.config import to_dict
-from dlcore.errors import NonFiniteLossError
+from dlcore.errors import ConfigError, NonFiniteLossError
 from dlcore.loop import CHECKPOINT_DIR, METRICS_FILE, restore_or_start
 from dlcore.qlearning.config import DqnConfig
 from dlcore.qlearning.train import make_dqn_program
@@ -44,6 +47,29 @@ EVAL_STREAM = 1  # fold_in(seed_key, EVAL_STREAM) seeds a seed's evaluation.
 def seed_keys(config: DqnConfig) -> jax.Array:
   """One key per seed, ``[seeds, 2]``: every draw of seed ``i`` derives from row ``i``."""
   return jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
+
+
+def seed_mesh(config: DqnConfig) -> jax.sharding.Mesh:
+  """The devices the seeds spread over: ``--devices``, or the most that divide ``--seeds``."""
+  if config.devices is None:
+    count = max(d for d in range(1, min(config.seeds, jax.device_count()) + 1)
+                if config.seeds % d == 0)
+  else:
+    count = config.devices
+    if count >= 1 and config.seeds % count:
+      raise ConfigError(f"--seeds {config.seeds} does not divide by --devices "
+                        f"{count}; choose a multiple of {count} seeds or "
+                        "a --devices that divides the seeds")
+  return parallel.data_mesh(count)
+
+
+def _per_seed(fn, mesh, mechanism: str, **options):
+  """``jax.vmap(fn)`` over seeds, the seeds split over ``mesh`` (outputs too)."""
+  def mapped(xs, *, axis_name):
+    del axis_name  # Seeds are independent: no collective.
+    return jax.vmap(fn)(xs)
+  return parallel.wrap(mapped, mesh, mechanism, sharded_argnums=(0,),
+                       shard_outputs=True, **options)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -96,21 +122,24 @@ def train_and_evaluate(config: DqnConfig,
                        workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains, evaluates greedily and writes the workdir; returns the summary."""
   program = make_dqn_program(config)  # Validates before touching the workdir.
+  mesh = seed_mesh(config)
   workdir = io.prepare_workdir(workdir)
-  keys = seed_keys(config)
-  runners = jax.jit(jax.vmap(program.init))(keys)
+  keys = parallel.shard_batch(np.asarray(seed_keys(config)), mesh)
+  init = _per_seed(program.init, mesh, config.parallel)
+  runners = init(keys)
   checkpointer = Checkpointer(workdir / CHECKPOINT_DIR)
   try:
     runners, start, records = restore_or_start(runners, workdir, config.resume,
                                                checkpointer)
     tic = time.perf_counter()
-    chunk = jax.jit(jax.vmap(program.chunk), donate_argnums=0)
-    chunk = chunk.lower(runners).compile()
+    chunk = _per_seed(program.chunk, mesh, config.parallel, donate_argnums=0)
+    jax.block_until_ready(chunk(init(keys)))  # Compiles, on a throwaway run.
     compile_seconds = time.perf_counter() - tic
     total = program.num_chunks * program.steps_per_chunk
     chunks_per_checkpoint = -(-config.checkpoint_every
                               // program.steps_per_chunk)
-    bar = tqdm.tqdm(total=total, initial=start, desc=f"DQN on {config.env}",
+    bar = tqdm.tqdm(total=total, initial=start,
+                    desc=f"DQN on {config.env}, {mesh.size} device(s)",
                     unit="step", unit_scale=True, dynamic_ncols=True)
     with bar:
       for index in range(start // program.steps_per_chunk, program.num_chunks):
@@ -122,7 +151,8 @@ def train_and_evaluate(config: DqnConfig,
         if np.any(bad_steps >= 0):
           raise NonFiniteLossError(int(bad_steps[bad_steps >= 0].min()), "loss")
         records.append(record)
-        io.write_jsonl(workdir / METRICS_FILE, records)
+        if parallel.is_main_process():
+          io.write_jsonl(workdir / METRICS_FILE, records)
         done = index + 1
         if done % chunks_per_checkpoint == 0 or done == program.num_chunks:
           checkpointer.save(record["step"], runners,
@@ -136,7 +166,8 @@ def train_and_evaluate(config: DqnConfig,
   eval_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, EVAL_STREAM)
   eval_returns = jax.device_get(jax.jit(jax.vmap(program.evaluate))(
       runners.agent.params, eval_keys))
-  plot_returns(records, workdir / "returns.png", config.env)
+  if parallel.is_main_process():
+    plot_returns(records, workdir / "returns.png", config.env)
   train_seconds = sum(r["seconds"] for r in records)
   trained_steps = records[-1]["step"]
   summary = {
@@ -156,6 +187,8 @@ def train_and_evaluate(config: DqnConfig,
           "(acting, storing, sampling and learning), all seeds together, "
           "excluding compilation, checkpoints and evaluation"),
       "device": jax.devices()[0].device_kind,
+      "num_devices": mesh.size,
       "config": to_dict(config)}
-  io.write_json(workdir / "summary.json", summary)
+  if parallel.is_main_process():
+    io.write_json(workdir / "summary.json", summary)
   return summary

@@ -32,9 +32,19 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from dlcore import parallel
+from dlcore.adversarial import (GanConfig, create_gan_state, create_vae_state,
+                                gan_step, train_gan, vae_step)
+from dlcore.checkpoint import Checkpointer
 from dlcore.data import Split, load_dataset
 from dlcore.errors import ConfigError
+from dlcore.io import read_jsonl
+from dlcore.loop import CHECKPOINT_DIR, METRICS_FILE
 from dlcore.models import ResNet, create_classifier
+from dlcore.qlearning import DqnConfig
+from dlcore.qlearning import train_and_evaluate as train_dqn
+from dlcore.qlearning.run import seed_mesh
+from dlcore.qlearning.state import create_dqn_state
+from dlcore.qlearning.steps import dqn_step
 from dlcore.state import create_train_state
 from dlcore.supervised import ClassifyConfig, evaluate, train_and_evaluate
 from dlcore.supervised.steps import eval_step, train_step
@@ -85,12 +95,65 @@ def classifier_state(model: str | Callable[[], Any]):
   return _compiled_init(model)(jax.random.PRNGKey(0))
 
 
+def with_sgd(state, lr: float = 0.1):
+  """``state`` (a ``TrainState``) with plain SGD: Adam's normalised first
+  step would hide a gradient ``n`` times too large."""
+  tx = optax.sgd(lr)
+  return state.replace(tx=tx, opt_state=tx.init(state.params))
+
+
+@functools.cache
+def _compiled_gan_init(arch: str):
+  return jax.jit(lambda key: create_gan_state(arch, (8, 8, 1), key,
+                                              latent_dim=8))
+
+
+def gan_state(arch: str):
+  """A GAN on 8x8 images, both networks on SGD (dcgan: BatchNorm in G)."""
+  state = _compiled_gan_init(arch)(jax.random.PRNGKey(0))
+  return state.replace(generator=with_sgd(state.generator),
+                       discriminator=with_sgd(state.discriminator))
+
+
+def gan_batch(size: int = 16) -> dict[str, np.ndarray]:
+  """Real digits rescaled to the generator's range [-1, 1]."""
+  batch = digits_batch(size)
+  return {"image": batch["image"] * 2.0 - 1.0, "label": batch["label"]}
+
+
+def vae_state():
+  return with_sgd(jax.jit(lambda key: create_vae_state((8, 8, 1), key))(
+      jax.random.PRNGKey(0)), lr=1e-3)
+
+
+def dqn_state():
+  """A CartPole-sized Q-network (4 observations, 2 actions) on SGD."""
+  return with_sgd(create_dqn_state(DqnConfig(), (4,), 2,
+                                   jax.random.PRNGKey(0)), lr=0.01)
+
+
+def dqn_transitions(size: int = 16) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(0)
+  return {"obs": rng.normal(size=(size, 4)).astype(np.float32),
+          "action": rng.integers(0, 2, size).astype(np.int32),
+          "reward": rng.normal(size=size).astype(np.float32),
+          "next_obs": rng.normal(size=(size, 4)).astype(np.float32),
+          "terminated": rng.random(size) < 0.25}
+
+
 CASES = [
     StepCase("supervised-cnn", train_step,
              functools.partial(classifier_state, "cnn"), digits_batch),
     StepCase("supervised-resnet-batchnorm", train_step,
              functools.partial(classifier_state, small_resnet), digits_batch),
-    # Further steps join here, e.g. StepCase("gan", gan_step, ...).
+    StepCase("gan-mlp-wgan-gp", gan_step, functools.partial(gan_state, "mlp"),
+             gan_batch, {"loss": "wgan-gp", "n_critic": 2}),
+    StepCase("gan-dcgan-batchnorm-nonsaturating", gan_step,
+             functools.partial(gan_state, "dcgan"), gan_batch),
+    StepCase("vae", vae_step, vae_state, lambda: {
+        "image": digits_batch(16)["image"]}),
+    StepCase("dqn-double", dqn_step, dqn_state, dqn_transitions,
+             {"double": True, "loss": "huber"}),
 ]
 RESNET20 = StepCase("supervised-resnet20", train_step,
                     functools.partial(classifier_state, "resnet20"),
@@ -243,3 +306,76 @@ def test_classify_on_8_devices_matches_one_device(tmp_path):
   assert (on_8["num_devices"], on_1["num_devices"]) == (8, 1)
   assert abs(on_8["test_accuracy"] - on_1["test_accuracy"]) <= 0.005
   assert on_8["test_accuracy"] > 0.5  # It learnt something.
+
+
+def saved_state(workdir) -> dict:
+  """The last checkpoint of a run, as saved: nested dicts of numpy arrays."""
+  checkpointer = Checkpointer(workdir / CHECKPOINT_DIR)
+  try:
+    return checkpointer.restore_latest()[0]
+  finally:
+    checkpointer.close()
+
+
+def assert_trees_close(actual, expected, **tolerance):
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for a, b in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(np.asarray(a, np.float64), b, **tolerance)
+
+
+@pytest.mark.slow
+def test_gan_training_on_8_devices_matches_one_device(tmp_path):
+  """``train_gan``: 4 steps of an MLP GAN, the same metrics and parameters."""
+  images = digits().train.images
+  npz = tmp_path / "unlabelled.npz"  # No labels: no FCD classifier to train.
+  np.savez(npz, x_train=images[:64], x_test=images[64:96])
+  config = GanConfig(dataset=str(npz), arch="mlp", steps=4, batch_size=16,
+                     latent_dim=8, sample_every=2)
+  runs = {}
+  for devices in (8, 1):
+    workdir = tmp_path / f"on_{devices}"
+    summary = train_gan(dataclasses.replace(config, devices=devices), workdir)
+    assert summary["num_devices"] == devices
+    runs[devices] = (read_jsonl(workdir / METRICS_FILE), saved_state(workdir))
+  (records_8, state_8), (records_1, state_1) = runs[8], runs[1]
+  for on_8, on_1 in zip(records_8, records_1, strict=True):
+    for name in on_1:
+      if name.startswith("train_"):
+        np.testing.assert_allclose(on_8[name], on_1[name], rtol=1e-4,
+                                   err_msg=name)
+  assert_trees_close(state_8, state_1, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_dqn_seeds_on_2_devices_match_one_device(tmp_path):
+  """``dqn.train_and_evaluate``: 2 seeds, one per device, exactly as on one."""
+  config = DqnConfig(total_steps=400, num_envs=4, seeds=2, buffer_size=200,
+                     batch_size=16, learning_starts=100, train_every=4,
+                     target_update_every=40, log_every=200, eval_episodes=2,
+                     checkpoint_every=400)
+  runs = {}
+  for devices in (2, 1):
+    workdir = tmp_path / f"on_{devices}"
+    summary = train_dqn(dataclasses.replace(config, devices=devices), workdir)
+    assert summary["num_devices"] == devices
+    runs[devices] = (summary, read_jsonl(workdir / METRICS_FILE),
+                     saved_state(workdir))
+  (summary_2, records_2, state_2), (summary_1, records_1, state_1) = (
+      runs[2], runs[1])
+  assert summary_2["eval_return_per_seed"] == summary_1["eval_return_per_seed"]
+  for on_2, on_1 in zip(records_2, records_1, strict=True):
+    for name in ("episode_return_per_seed", "loss", "q_mean", "updates"):
+      np.testing.assert_allclose(np.asarray(on_2[name], float),
+                                 np.asarray(on_1[name], float), rtol=1e-5,
+                                 err_msg=name)
+  assert_trees_close(state_2["agent"]["params"], state_1["agent"]["params"],
+                     rtol=1e-5, atol=1e-7)
+
+
+def test_dqn_uses_the_most_devices_that_divide_the_seeds():
+  assert seed_mesh(DqnConfig(seeds=12)).size == 6
+  assert seed_mesh(DqnConfig(seeds=16)).size == 8
+  assert seed_mesh(DqnConfig(seeds=7)).size == 7
+  with pytest.raises(ConfigError, match="--seeds 6 does not divide by "
+                     "--devices 4"):
+    seed_mesh(DqnConfig(seeds=6, devices=4))
