@@ -53,6 +53,7 @@ def test_lenet5_matches_the_paper_on_28x28():
   assert count_params(params) == expected == 61_706
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels,padding", [(1, "SAME"), (3, "VALID")])
 def test_patch_conv_is_nn_conv(channels, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 7, channels))
