@@ -1,5 +1,6 @@
 """Model output shapes and parameter counts against hand computations."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -8,6 +9,7 @@ from dlcore.errors import ConfigError
 from dlcore.models import (CLASSIFIERS, CNN, MLP, LeNet5, RecurrentClassifier,
                            ResNet, ResNet18, ResNet20, TransformerClassifier,
                            create_classifier)
+from dlcore.models.convnets import PatchConv
 from dlcore.state import count_params
 
 
@@ -49,6 +51,25 @@ def test_lenet5_matches_the_paper_on_28x28():
   expected = (conv(5, 1, 6) + conv(5, 6, 16) + dense(5 * 5 * 16, 120)
               + dense(120, 84) + dense(84, 10))
   assert count_params(params) == expected == 61_706
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("channels,padding", [(1, "SAME"), (3, "VALID")])
+def test_patch_conv_is_nn_conv(channels, padding):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 7, channels))
+  reference = nn.Conv(4, (5, 3), padding=padding)
+  variables = init(reference, x)
+  variables = jax.tree.map(lambda p: p + 0.1, variables)  # non-zero bias
+  patch_conv = PatchConv(4, (5, 3), padding)
+  assert jax.tree.map(jnp.shape, init(patch_conv, x)) == jax.tree.map(
+      jnp.shape, variables)
+  def loss(model):
+    return lambda v: jnp.sum(jnp.sin(model.apply(v, x)))
+  assert jnp.allclose(patch_conv.apply(variables, x),
+                      reference.apply(variables, x), atol=1e-5)
+  for got, want in zip(jax.tree.leaves(jax.grad(loss(patch_conv))(variables)),
+                       jax.tree.leaves(jax.grad(loss(reference))(variables))):
+    assert jnp.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_lenet5_rejects_images_too_small():
