@@ -89,6 +89,8 @@ def _record(metrics: dict[str, np.ndarray], seconds: float) -> dict[str, Any]:
             "updates": int(metrics["updates"][0]),
             "epsilon": float(metrics["epsilon"][0])}
   for name in ("loss", "q_mean", "grad_norm"):
+    if name not in metrics:  # grad_norm is reported only when clipping.
+      continue
     record[name] = float(np.mean(metrics[name])) if learned.all() else None
   return record
 

@@ -137,7 +137,9 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
   update = functools.partial(
       dqn_step, gamma=config.gamma, double=config.double, loss=config.loss,
       target_update_period=config.target_update_every // config.train_every,
-      tau=config.tau)
+      tau=config.tau, report_grad_norm=config.max_grad_norm > 0)
+  update_metrics = ("loss", "q_mean") + (
+      ("grad_norm",) if config.max_grad_norm > 0 else ())
 
   def init(key: jax.Array) -> Runner:
     agent_key, reset_key, key = jax.random.split(key, 3)
@@ -163,8 +165,7 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
 
   def skip(agent: DQNState, buffer: replay.ReplayState, key: jax.Array):
     del buffer, key
-    return agent, {"loss": jnp.zeros(()), "q_mean": jnp.zeros(()),
-                   "grad_norm": jnp.zeros(())}
+    return agent, {name: jnp.zeros(()) for name in update_metrics}
 
   def iteration(runner: Runner, _):
     key, act_key, env_key, learn_key = jax.random.split(runner.key, 4)
@@ -199,7 +200,8 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
     """``iters_per_chunk`` iterations; returns per-chunk summary scalars.
 
     ``episode_return`` is the mean return of the episodes that ended in the
-    chunk (NaN if none did); ``loss``, ``q_mean`` and ``grad_norm`` are means
+    chunk (NaN if none did); ``loss``, ``q_mean`` (and ``grad_norm`` when
+    gradients are clipped) are means
     over the chunk's updates (0 if none); ``epsilon`` is the rate at its end;
     ``first_nonfinite_step`` is the environment step of the first update
     with a NaN or infinite loss (-1 if none).
@@ -213,7 +215,7 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
                           * num_envs, -1)
     num_learned = jnp.maximum(jnp.sum(learned), 1)
     summary = {k: jnp.sum(jnp.where(learned, outs[k], 0.0)) / num_learned
-               for k in ("loss", "q_mean", "grad_norm")}
+               for k in update_metrics}
     return runner, {
         "env_steps": runner.iteration * num_envs,
         "episodes": episodes,
