@@ -17,6 +17,8 @@ import dataclasses
 import typing
 from typing import Any, Sequence, TypeVar
 
+from dlcore.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -56,6 +58,14 @@ def parse_args(config_cls: type[T], description: str,
   """Parses ``argv`` (default: ``sys.argv[1:]``) into a ``config_cls``."""
   namespace = build_parser(config_cls, description).parse_args(argv)
   return config_cls(**vars(namespace))
+
+
+def check_positive(config, *names: str) -> None:
+  """Raises ``ConfigError`` naming the first option among ``names`` below 1."""
+  for name in names:
+    if getattr(config, name) < 1:
+      raise ConfigError(f"{_flag(name)} must be at least 1, got "
+                        f"{getattr(config, name)}")
 
 
 def to_dict(config) -> dict[str, Any]:

@@ -83,3 +83,16 @@ def test_train_batches_are_reproducible_and_resume_exactly():
   for epoch in range(3):  # No repeats within an epoch; the remainder is dropped.
     rows = sum(full[3 * epoch:3 * epoch + 3], [])
     assert len(set(rows)) == 9
+
+
+def test_npz_without_labels_loads_only_when_labels_are_optional(tmp_path):
+  path = write_npz(tmp_path / "u.npz", y_train=None, y_test=None)
+  with pytest.raises(ConfigError, match="lacks y_train, y_test"):
+    load_dataset(str(path))
+  data = load_dataset(str(path), labels_required=False)
+  assert data.num_classes == 0 and data.image_shape == (8, 8, 1)
+  assert not data.train.labels.any() and data.train.images.max() == 1.0
+  bad = tmp_path / "bad.npz"
+  np.savez(bad, x_train=np.zeros((4, 3), np.uint8), x_test=np.zeros((2, 3), np.uint8))
+  with pytest.raises(ConfigError, match=r"x_train must have shape \[N, H, W\]"):
+    load_dataset(str(bad), labels_required=False)

@@ -31,7 +31,7 @@ from dlcore.adversarial.losses import LOSSES
 from dlcore.adversarial.state import GANState, create_gan_state, sample
 from dlcore.adversarial.steps import gan_step, loss_spec
 from dlcore.adversarial.vae import create_vae_state, vae_eval_step, vae_step
-from dlcore.config import field, to_dict
+from dlcore.config import check_positive, field, to_dict
 from dlcore.data import (Dataset, Split, eval_batches, load_dataset, prefetch,
                          train_batches)
 from dlcore.errors import ConfigError
@@ -105,34 +105,6 @@ class VaeConfig(parallel.ParallelConfig):
   resume: bool = field(False, "continue from the latest checkpoint in workdir")
 
 
-def _check_positive(config, names) -> None:
-  for name in names:
-    if getattr(config, name) < 1:
-      raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got "
-                        f"{getattr(config, name)}")
-
-
-def load_images(name: str, data_dir: str | None = None) -> Dataset:
-  """``load_dataset(name)``, except that an ``.npz`` file may omit labels.
-
-  A dataset without labels comes back with ``num_classes == 0`` (and zero
-  labels): it can train an unconditional GAN or a VAE, nothing else.
-  """
-  path = pathlib.Path(name)
-  if name.endswith(".npz") and path.is_file():
-    with np.load(path) as npz:
-      unlabelled = ({"x_train", "x_test"} <= set(npz.files)
-                    and not {"y_train", "y_test"} & set(npz.files))
-      if unlabelled:
-        splits = []
-        for x in (npz["x_train"], npz["x_test"]):
-          x = x[..., None] if x.ndim == 3 else x
-          x = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
-          splits.append(Split(x, np.zeros(len(x), np.int32)))
-        return Dataset(path.stem, splits[0], splits[1], num_classes=0)
-  return load_dataset(name, data_dir)
-
-
 def _gan_batches(split: Split, batch_size: int, seed: int, start: int):
   """Training batches with images rescaled from [0, 1] to the generator's [-1, 1]."""
   for batch in train_batches(split, batch_size, seed, start):
@@ -147,8 +119,8 @@ def _sharded(batches, mesh):
 
 def _check_gan(config: GanConfig, data: Dataset) -> None:
   loss_spec(config.loss)
-  _check_positive(config, ("steps", "batch_size", "latent_dim",
-                           "sample_every", "classifier_epochs", "fcd_samples"))
+  check_positive(config, "steps", "batch_size", "latent_dim",
+                 "sample_every", "classifier_epochs", "fcd_samples")
   if config.n_critic < 0:
     raise ConfigError(f"--n-critic must be 0 (the loss's default) or more, "
                       f"got {config.n_critic}")
@@ -212,7 +184,7 @@ class _GanReporter:
 
 def train_gan(config: GanConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains a GAN as ``config`` says; returns the summary (also ``summary.json``)."""
-  data = load_images(config.dataset, config.data_dir)
+  data = load_dataset(config.dataset, config.data_dir, labels_required=False)
   _check_gan(config, data)
   mesh = parallel.data_mesh(config.devices)
   parallel.check_divisible(config.batch_size, mesh)
@@ -268,9 +240,9 @@ def train_gan(config: GanConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
 
 def train_vae(config: VaeConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains a VAE as ``config`` says; returns the summary (also ``summary.json``)."""
-  _check_positive(config, ("steps", "batch_size", "latent_dim", "sample_every",
-                           "eval_batch_size"))
-  data = load_images(config.dataset, config.data_dir)
+  check_positive(config, "steps", "batch_size", "latent_dim", "sample_every",
+                 "eval_batch_size")
+  data = load_dataset(config.dataset, config.data_dir, labels_required=False)
   mesh = parallel.data_mesh(config.devices)
   parallel.check_divisible(config.batch_size, mesh)
   workdir = io.prepare_workdir(workdir)

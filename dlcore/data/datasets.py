@@ -46,10 +46,16 @@ class Dataset:
     return self.train.images.shape[1:]
 
 
-def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-  """The dataset called ``name``: ``digits``, a TFDS name, or an ``.npz`` path."""
+def load_dataset(name: str, data_dir: str | None = None, *,
+                 labels_required: bool = True) -> Dataset:
+  """The dataset called ``name``: ``digits``, a TFDS name, or an ``.npz`` path.
+
+  With ``labels_required=False`` an ``.npz`` file may hold only ``x_train``
+  and ``x_test``; it then comes back with ``num_classes == 0`` and zero
+  labels (enough for an unconditional GAN or a VAE).
+  """
   if name.endswith(".npz"):
-    return _from_npz(pathlib.Path(name))
+    return _from_npz(pathlib.Path(name), labels_required)
   return _from_tfds(name, data_dir or DEFAULT_DATA_DIR)
 
 
@@ -80,28 +86,35 @@ def _as_labels(y: np.ndarray, what: str, num_classes: int | None) -> np.ndarray:
   return y.astype(np.int32)
 
 
-def _from_npz(path: pathlib.Path) -> Dataset:
+def _from_npz(path: pathlib.Path, labels_required: bool = True) -> Dataset:
   if not path.is_file():
     raise ConfigError(f"dataset file {str(path)!r} does not exist")
   with np.load(path) as npz:
-    missing = [k for k in NPZ_KEYS if k not in npz.files]
+    unlabelled = (not labels_required
+                  and not {"y_train", "y_test"} & set(npz.files))
+    keys = ("x_train", "x_test") if unlabelled else NPZ_KEYS
+    missing = [k for k in keys if k not in npz.files]
     if missing:
       raise ConfigError(
           f"{path.name} lacks {', '.join(missing)}; an npz dataset needs the "
-          f"arrays {', '.join(NPZ_KEYS)}")
-    arrays = {k: npz[k] for k in NPZ_KEYS}
+          f"arrays {', '.join(keys)}")
+    arrays = {k: npz[k] for k in keys}
+  if unlabelled:
+    for part in ("train", "test"):
+      arrays[f"y_{part}"] = np.zeros(len(arrays[f"x_{part}"]), np.int64)
   for part in ("train", "test"):
     nx, ny = len(arrays[f"x_{part}"]), len(arrays[f"y_{part}"])
     if nx != ny:
       raise ConfigError(f"{path.name}: x_{part} has {nx} images but y_{part} "
                         f"has {ny} labels; they must match")
   y_train = _as_labels(arrays["y_train"], f"{path.name}: y_train", None)
-  num_classes = int(y_train.max()) + 1
+  num_classes = 0 if unlabelled else int(y_train.max()) + 1
   splits = {}
   for part in ("train", "test"):
     splits[part] = Split(
         _as_images(arrays[f"x_{part}"], f"{path.name}: x_{part}"),
-        _as_labels(arrays[f"y_{part}"], f"{path.name}: y_{part}", num_classes))
+        _as_labels(arrays[f"y_{part}"], f"{path.name}: y_{part}",
+                   num_classes or None))
   if splits["train"].images.shape[1:] != splits["test"].images.shape[1:]:
     raise ConfigError(f"{path.name}: train and test images differ in shape")
   return Dataset(path.stem, splits["train"], splits["test"], num_classes)

@@ -12,7 +12,7 @@ options into one-sentence ``ConfigError`` s before anything is written.
 import dataclasses
 
 from dlcore import parallel
-from dlcore.config import field
+from dlcore.config import check_positive, field
 from dlcore.errors import ConfigError
 from dlcore.qlearning.steps import TD_LOSSES
 from dlcore.rl.envs import DISCRETE_ENVS, check_env_name
@@ -67,17 +67,10 @@ class DqnConfig(parallel.ParallelConfig):
   resume: bool = field(False, "continue from the latest checkpoint in workdir")
 
 
-def _check_positive(config: DqnConfig, *names: str) -> None:
-  for name in names:
-    if getattr(config, name) < 1:
-      raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got "
-                        f"{getattr(config, name)}")
-
-
 def check_config(config: DqnConfig) -> None:
   """Raises ``ConfigError`` (one sentence) for any inconsistent option."""
   check_env_name(config.env)
-  _check_positive(config, "total_steps", "num_envs", "seeds", "buffer_size",
+  check_positive(config, "total_steps", "num_envs", "seeds", "buffer_size",
                   "batch_size", "train_every", "target_update_every",
                   "eval_episodes", "log_every", "checkpoint_every")
   if config.loss not in LOSSES:

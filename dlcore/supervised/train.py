@@ -24,7 +24,7 @@ import optax
 from jax.sharding import Mesh
 
 from dlcore import io, parallel, plots
-from dlcore.config import field, to_dict
+from dlcore.config import check_positive, field, to_dict
 from dlcore.data import (eval_batches, load_dataset, prefetch, steps_per_epoch,
                          train_batches)
 from dlcore.errors import ConfigError
@@ -93,10 +93,7 @@ def _check(config: ClassifyConfig) -> None:
   if config.optimizer not in OPTIMIZERS:
     raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of "
                       f"{', '.join(OPTIMIZERS)}")
-  for name in ("epochs", "batch_size", "eval_batch_size"):
-    if getattr(config, name) < 1:
-      raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got "
-                        f"{getattr(config, name)}")
+  check_positive(config, "epochs", "batch_size", "eval_batch_size")
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ConfigError("--label-smoothing must be in [0, 1), got "
                       f"{config.label_smoothing}")
