@@ -1,19 +1,22 @@
-"""CPU seconds per step of each side, one thread each: a comparison a busy host cannot skew.
+"""CPU seconds per step of each side, all on one core: a comparison a busy host cannot skew.
 
 Usage::
 
-  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
-      python -m benchmarks.cpu_time --workloads mlp,lenet5,lstm
+  python -m benchmarks.cpu_time --workloads mlp,lenet5,lstm
 
 Wall-clock medians on a shared machine measure the neighbours as much as
-the step, and PyTorch's OpenMP threads suffer most from them. With XLA and
-PyTorch each on one thread (XLA through the flags above, PyTorch through
-``torch.set_num_threads(1)``), the process CPU time of a step is the work
-that step does, whatever else runs. Sides alternate step by step, as in
-``python -m benchmarks``; prints the median and fastest per side.
+the step, and PyTorch's OpenMP threads suffer most from them. This process
+pins itself to one core before JAX or PyTorch start a thread, so every
+thread of both runs there, and the process CPU time of a step is the work
+that step does, whatever else runs. (``XLA_FLAGS=
+--xla_cpu_multi_thread_eigen=false`` is not enough: XLA's YNNPACK fusions
+keep their own thread pool, measured at 21.7 ms of CPU time in a 12.2 ms
+LeNet-5 step.) Sides alternate step by step, as in ``python -m
+benchmarks``; prints the median and fastest per side.
 """
 
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -49,6 +52,7 @@ def cpu_times(sides: dict, steps: int, settle_s: float = 0.005) -> dict:
 
 def main(argv=None) -> dict:
   config = parse_args(CpuTimeConfig, __doc__, argv)
+  os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   if torch_available():
     import torch  # pylint: disable=import-outside-toplevel
     torch.set_num_threads(1)

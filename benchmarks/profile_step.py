@@ -3,8 +3,7 @@
 Usage::
 
   python -m benchmarks.profile_step --workload lenet5 --batch-size 128
-  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
-      python -m benchmarks.profile_step --workload lenet5   # one thread: robust on a busy host
+  taskset -c 0 python -m benchmarks.profile_step --workload lenet5  # one core: robust on a busy host
 
 Traces ``--steps`` warm steps with ``jax.profiler`` and prints, per XLA
 operation (fusion, convolution, library call), its mean milliseconds per

@@ -9,7 +9,8 @@ from dlcore.errors import ConfigError
 from dlcore.models import (CLASSIFIERS, CNN, MLP, LeNet5, RecurrentClassifier,
                            ResNet, ResNet18, ResNet20, TransformerClassifier,
                            create_classifier)
-from dlcore.models.convnets import PatchConv
+from dlcore.models import patch_conv
+from dlcore.models.patch_conv import PatchConv
 from dlcore.state import count_params
 
 
@@ -53,22 +54,68 @@ def test_lenet5_matches_the_paper_on_28x28():
   assert count_params(params) == expected == 61_706
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("channels,padding", [(1, "SAME"), (3, "VALID")])
-def test_patch_conv_is_nn_conv(channels, padding):
+def test_patch_conv_is_nn_conv_on_channel_major_input(channels, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 7, channels))
   reference = nn.Conv(4, (5, 3), padding=padding)
   variables = init(reference, x)
   variables = jax.tree.map(lambda p: p + 0.1, variables)  # non-zero bias
   patch_conv = PatchConv(4, (5, 3), padding)
-  assert jax.tree.map(jnp.shape, init(patch_conv, x)) == jax.tree.map(
+  to_cm = lambda images: jnp.moveaxis(images, -1, 0)
+  assert jax.tree.map(jnp.shape, init(patch_conv, to_cm(x))) == jax.tree.map(
       jnp.shape, variables)
-  def loss(model):
-    return lambda v: jnp.sum(jnp.sin(model.apply(v, x)))
-  assert jnp.allclose(patch_conv.apply(variables, x),
-                      reference.apply(variables, x), atol=1e-5)
-  for got, want in zip(jax.tree.leaves(jax.grad(loss(patch_conv))(variables)),
-                       jax.tree.leaves(jax.grad(loss(reference))(variables))):
+  got = lambda v, images: jnp.moveaxis(patch_conv.apply(v, to_cm(images)),
+                                       0, -1)
+  want = reference.apply
+  assert jnp.allclose(got(variables, x), want(variables, x), atol=1e-5)
+  # Gradients with respect to the parameters and to the input (the VJP is
+  # written by hand).
+  loss = lambda apply: lambda v, images: jnp.sum(jnp.sin(apply(v, images)))
+  for g, w in zip(jax.tree.leaves(jax.grad(loss(got), (0, 1))(variables, x)),
+                  jax.tree.leaves(jax.grad(loss(want), (0, 1))(variables, x))):
+    assert jnp.allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_col2im_is_the_adjoint_of_patches():
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 7, 6))
+  d = jax.random.normal(jax.random.PRNGKey(1), (3 * 4 * 2, 2 * 4 * 5))
+  # <patches(x), d> == <x, col2im(d)> for every x, d.
+  assert jnp.allclose(jnp.vdot(patch_conv.patches(x, (4, 2)), d),
+                      jnp.vdot(x, patch_conv.col2im(d, x.shape, (4, 2))),
+                      rtol=1e-5)
+
+
+def test_avg_pool_2x2_is_nn_avg_pool():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 7, 6))  # odd height
+  want = nn.avg_pool(jnp.moveaxis(x, 0, -1), (2, 2), strides=(2, 2))
+  assert jnp.allclose(jnp.moveaxis(patch_conv.avg_pool_2x2(x), 0, -1), want,
+                      atol=1e-6)
+
+
+class NHWCLeNet5(nn.Module):
+  """LeNet-5 as it reads with ``nn.Conv``: the reference for ``LeNet5``."""
+
+  @nn.compact
+  def __call__(self, x):
+    pool = lambda y: nn.avg_pool(y, (2, 2), strides=(2, 2))
+    x = pool(jnp.tanh(nn.Conv(6, (5, 5), padding="SAME", name="Conv_0")(x)))
+    x = pool(jnp.tanh(nn.Conv(16, (5, 5), padding="VALID", name="Conv_1")(x)))
+    x = jnp.tanh(nn.Dense(120)(x.reshape((x.shape[0], -1))))
+    x = jnp.tanh(nn.Dense(84)(x))
+    return nn.Dense(10)(x)
+
+
+@pytest.mark.parametrize("shape", [(3, 28, 28, 1), (2, 13, 15, 3)])
+def test_lenet5_is_the_nn_conv_lenet5(shape):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  variables = init(LeNet5(), x)
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, init(NHWCLeNet5(), x))
+  assert jnp.allclose(LeNet5().apply(variables, x),
+                      NHWCLeNet5().apply(variables, x), atol=1e-5)
+  loss = lambda model: lambda v: jnp.sum(jnp.sin(model.apply(v, x)))
+  for got, want in zip(jax.tree.leaves(jax.grad(loss(LeNet5()))(variables)),
+                       jax.tree.leaves(jax.grad(loss(NHWCLeNet5()))(variables))):
     assert jnp.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
