@@ -10,7 +10,8 @@ Items per step are the real examples consumed. Each has a hand-written
 baseline (``baseline.gan_step`` / ``wgan_gp_step`` / ``vae_step``: the same
 Flax modules, optimizers, init key and random draws as dlcore's
 ``create_gan_state`` / ``gan_step`` and ``create_vae_state`` /
-``vae_step``).
+``vae_step``); the MLP GAN also a PyTorch eager side
+(``torch_models.make_gan_step``).
 """
 
 import functools
@@ -19,7 +20,7 @@ import jax
 import numpy as np
 
 from benchmarks import baseline
-from benchmarks.workloads import Workload, register
+from benchmarks.workloads import Workload, register, torch_available
 from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
                                 vae_step)
 from dlcore.models.gan import create_gan_models
@@ -55,6 +56,12 @@ def _gan_baseline(arch: str, loss: str):
   return build
 
 
+def _gan_torch(batch, dtype):
+  del dtype  # As on the JAX sides, float32.
+  from benchmarks import torch_models  # pylint: disable=import-outside-toplevel
+  return torch_models.make_gan_step(batch, torch_models.default_device())
+
+
 def _vae(batch, dtype, key):
   del dtype
   return jax.jit(vae_step, donate_argnums=0), create_vae_state(MNIST, key)
@@ -74,6 +81,8 @@ for name, arch, loss, text in (
   register(Workload(name=name, description=f"{text}, MNIST shape",
                     make_batch=_images(-1.0), dlcore=_gan(arch, loss),
                     baseline=_gan_baseline(arch, loss),
+                    torch=_gan_torch if arch == "mlp" and torch_available()
+                    else None,
                     batch_size=64, quick_batch_size=32,
                     in_quick=arch == "mlp",
                     # XLA counts the scanned critic updates once, not 5 times.

@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks import __main__ as bench
 from benchmarks import baseline, hardware
-from benchmarks.workloads import in_dtype
+from benchmarks.workloads import in_dtype, torch_available
 from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
                                 vae_step)
 from dlcore.errors import ConfigError
@@ -218,3 +218,39 @@ def test_dqn_loop_baseline_follows_dlcores_run():
   assert_trees_close(baseline_runner.buffer, runner.buffer.storage, 0, 0)
   assert_trees_close(baseline_runner.env_state, runner.env_state, 0, 0)
 
+
+@pytest.mark.skipif(not torch_available(), reason="needs torch")
+def test_torch_mlp_gan_is_dlcores_and_steps():
+  """The PyTorch MLP GAN, given the Flax parameters, computes the same functions."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_models  # pylint: disable=import-outside-toplevel
+
+  shape = (28, 28, 1)
+  state = create_gan_state("mlp", shape, jax.random.PRNGKey(0))
+  generator = torch_models.MLPGenerator(shape)
+  discriminator = torch_models.MLPDiscriminator(28 * 28)
+
+  def load(module, params):
+    layers = [p for p in module.modules() if isinstance(p, torch.nn.Linear)]
+    dense = jax.tree.leaves(params, is_leaf=lambda x: "kernel" in x)
+    assert len(layers) == len(dense)
+    with torch.no_grad():
+      for layer, p in zip(layers, dense):
+        layer.weight.copy_(torch.tensor(np.asarray(p["kernel"]).T))
+        layer.bias.copy_(torch.tensor(np.asarray(p["bias"])))
+
+  load(generator, state.generator.params)
+  load(discriminator, state.discriminator.params)
+  z = np.random.default_rng(0).normal(size=(3, 64)).astype(np.float32)
+  images = state.generator.apply_fn({"params": state.generator.params}, z)
+  logits = state.discriminator.apply_fn(
+      {"params": state.discriminator.params}, images)
+  with torch.no_grad():
+    torch_images = generator(torch.from_numpy(z))
+    torch_logits = discriminator(torch_images)
+  np.testing.assert_allclose(torch_images.numpy(), images, atol=1e-5)
+  np.testing.assert_allclose(torch_logits.numpy(), logits, atol=1e-5)
+
+  batch = {"image": np.zeros((4, *shape), np.float32)}
+  step = torch_models.make_gan_step(batch)
+  step()  # One D and one G step run.
