@@ -13,16 +13,34 @@ Usage::
   step = jax.jit(train_step, donate_argnums=0)   # or train_step_batchnorm
   state, metrics = step(state, {"image": x, "label": y}, dropout_key)
 
-``dqn_update`` is the same for a DQN update (CleanRL's ``dqn_jax.py``).
+The other objectives are written the same way::
+
+  states = create_gan_states(generator, discriminator, (28, 28, 1), key)
+  states, metrics = jax.jit(gan_step, donate_argnums=0)(states, batch, key)
+  #   or wgan_gp_step: 5 critic steps with the gradient penalty, then G
+  state = create_vae_state(VAE((28, 28, 1)), (28, 28, 1), key)  # vae_step
+  state, metrics = jax.jit(dqn_update, donate_argnums=0)(state, batch, key)
+  init, chunk = make_dqn_loop(DqnArgs(), network)   # PureJaxRL-style DQN
+  runner, metrics = jax.jit(chunk, donate_argnums=0)(init(key))
+
+``dqn_update`` is a DQN update as CleanRL's ``dqn_jax.py`` writes it;
+``make_dqn_loop`` the whole DQN run (acting, replay, updates) as one
+``lax.scan`` over environment steps, as PureJaxRL's ``dqn.py`` does.
+Where these draw random numbers inside a step, they split their keys in the
+same order as dlcore, so that from one key both sides compute the same
+numbers (checked in ``tests/test_benchmarks.py``); each function says how.
 """
 
-from typing import Any
+import dataclasses
+from typing import Any, NamedTuple
 
 import flax.linen as nn
+import gymnax
 import jax
 import jax.numpy as jnp
 import optax
 from flax.training import train_state
+from jax import lax
 
 
 class TrainState(train_state.TrainState):
@@ -73,13 +91,160 @@ def train_step_batchnorm(state: TrainState, batch, key):
   return state, {"loss": loss, "accuracy": accuracy}
 
 
+class GanStates(NamedTuple):
+  generator: TrainState
+  discriminator: TrainState
+
+
+def create_gan_states(generator: nn.Module, discriminator: nn.Module,
+                      image_shape, key: jax.Array, *, latent_dim: int = 64,
+                      lr: float = 2e-4, b1: float = 0.5,
+                      b2: float = 0.999) -> GanStates:
+  """Both networks with Adam(``lr``, ``b1``, ``b2``), as in DCGAN.
+
+  ``key`` splits into the generator's and the discriminator's init keys.
+  """
+  g_key, d_key = jax.random.split(key)
+  g_vars = generator.init(g_key, jnp.zeros((1, latent_dim)), train=False)
+  d_vars = discriminator.init(d_key, jnp.zeros((1, *image_shape)),
+                              train=False)
+  tx = optax.adam(lr, b1=b1, b2=b2)
+  return GanStates(
+      TrainState.create(apply_fn=generator.apply, params=g_vars["params"],
+                        tx=tx, batch_stats=g_vars.get("batch_stats", {})),
+      TrainState.create(apply_fn=discriminator.apply, params=d_vars["params"],
+                        tx=tx, batch_stats={}))
+
+
+def _generate(g: TrainState, params, key, batch_size: int, latent_dim: int):
+  """``(images [B, H, W, C], new batch_stats)`` from ``z ~ N(0, I)`` drawn from ``key``."""
+  z = jax.random.normal(key, (batch_size, latent_dim))
+  images, updates = g.apply_fn({"params": params, "batch_stats": g.batch_stats},
+                               z, train=True, mutable=["batch_stats"])
+  return images, updates["batch_stats"]
+
+
+def _generator_update(g: TrainState, d: TrainState, key, batch_size: int,
+                      latent_dim: int, loss_of_logits):
+  """One Adam step of G on ``loss_of_logits(D(G(z)))``; BatchNorm statistics kept."""
+  def loss_fn(params):
+    fake, batch_stats = _generate(g, params, key, batch_size, latent_dim)
+    logits = d.apply_fn({"params": d.params}, fake, train=True)
+    return loss_of_logits(logits), batch_stats
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      g.params)
+  return g.apply_gradients(grads=grads, batch_stats=batch_stats), loss
+
+
+def gan_step(states: GanStates, batch, key, latent_dim: int = 64):
+  """One D step, then one G step, with the non-saturating loss.
+
+  D minimises ``mean softplus(-D(x)) + mean softplus(D(G(z)))`` (logits),
+  G minimises ``mean softplus(-D(G(z')))`` against the updated D, with fresh
+  noise ``z'``. ``key`` splits into D's and G's noise keys, in that order.
+  """
+  g, d = states
+  real = batch["image"]
+  batch_size = real.shape[0]
+  d_key, g_key = jax.random.split(key)
+  fake, _ = _generate(g, g.params, d_key, batch_size, latent_dim)
+
+  def d_loss_fn(params):
+    real_logits = d.apply_fn({"params": params}, real, train=True)
+    fake_logits = d.apply_fn({"params": params}, fake, train=True)
+    loss = (jnp.mean(jax.nn.softplus(-real_logits))
+            + jnp.mean(jax.nn.softplus(fake_logits)))
+    return loss, (real_logits, fake_logits)
+
+  (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(
+      d_loss_fn, has_aux=True)(d.params)
+  d = d.apply_gradients(grads=grads)
+  g, g_loss = _generator_update(
+      g, d, g_key, batch_size, latent_dim,
+      lambda logits: jnp.mean(jax.nn.softplus(-logits)))
+  return GanStates(g, d), {
+      "d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+      "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "g_loss": g_loss}
+
+
+def wgan_gp_step(states: GanStates, batch, key, latent_dim: int = 64,
+                 n_critic: int = 5, gp_weight: float = 10.0):
+  """``n_critic`` WGAN-GP critic steps (a ``lax.scan``), then one G step.
+
+  The critic minimises ``mean D(G(z)) - mean D(x) + gp_weight * mean_i
+  (||grad D(x_hat_i)||_2 - 1)^2`` with ``x_hat = e x + (1 - e) G(z)``, ``e ~
+  U[0, 1]`` per example (Gulrajani et al., 2017); G minimises ``-mean
+  D(G(z'))``. ``key`` splits into ``2 n_critic + 1`` keys: the critic
+  steps' noise, their ``e``, then G's noise. Metrics are means over the
+  critic steps, and G's loss.
+  """
+  g, d = states
+  real = batch["image"]
+  batch_size = real.shape[0]
+  keys = jax.random.split(key, 2 * n_critic + 1)
+
+  def critic_step(d, step_keys):
+    noise_key, eps_key = step_keys
+    fake, _ = _generate(g, g.params, noise_key, batch_size, latent_dim)
+    eps = jax.random.uniform(eps_key, (batch_size, 1, 1, 1))
+    x_hat = eps * real + (1.0 - eps) * fake
+
+    def loss_fn(params):
+      critic = lambda x: d.apply_fn({"params": params}, x, train=True)
+      real_out, fake_out = critic(real), critic(fake)
+      grads = jax.grad(lambda x: jnp.sum(critic(x)))(x_hat)
+      norms = jnp.sqrt(jnp.sum(grads.reshape((batch_size, -1)) ** 2, -1)
+                       + 1e-12)
+      penalty = jnp.mean((norms - 1.0) ** 2)
+      loss = jnp.mean(fake_out) - jnp.mean(real_out) + gp_weight * penalty
+      return loss, {"d_loss": loss, "d_real": jnp.mean(real_out),
+                    "d_fake": jnp.mean(fake_out), "gradient_penalty": penalty}
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(d.params)
+    return d.apply_gradients(grads=grads), metrics
+
+  d, metrics = lax.scan(critic_step, d,
+                        (keys[:n_critic], keys[n_critic:2 * n_critic]))
+  g, g_loss = _generator_update(g, d, keys[-1], batch_size, latent_dim,
+                                lambda logits: -jnp.mean(logits))
+  return GanStates(g, d), {**jax.tree.map(jnp.mean, metrics), "g_loss": g_loss}
+
+
+def create_vae_state(model: nn.Module, image_shape, key: jax.Array,
+                     lr: float = 1e-3) -> train_state.TrainState:
+  """``model`` (``model(x, key) -> (log p(x | z), KL)``) with Adam(``lr``).
+
+  ``key`` splits into the parameters' and the init pass's noise key.
+  """
+  params_key, noise_key = jax.random.split(key)
+  params = model.init(params_key, jnp.zeros((1, *image_shape)),
+                      noise_key)["params"]
+  return train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                       tx=optax.adam(lr))
+
+
+def vae_step(state: train_state.TrainState, batch, key):
+  """One Adam step on ``mean(KL - log p(x | z))``, the negative ELBO; ``key`` draws z."""
+  def loss_fn(params):
+    log_p, kl = state.apply_fn({"params": params}, batch["image"], key)
+    return jnp.mean(kl - log_p), (log_p, kl)
+
+  (loss, (log_p, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  return state.apply_gradients(grads=grads), {
+      "loss": loss, "reconstruction": jnp.mean(log_p), "kl": jnp.mean(kl)}
+
+
 class DqnTrainState(train_state.TrainState):
   target_params: Any
 
 
-def dqn_update(state: DqnTrainState, batch, key, gamma: float = 0.99):
-  """One DQN update as CleanRL's ``dqn_jax.py`` writes it; hard target copy."""
-  del key
+def _td_loss_and_grads(state: DqnTrainState, batch, gamma: float):
+  """``(loss, q_taken [B]), grads`` of ``mean (Q(s, a) - y)^2``.
+
+  ``y = r + gamma (1 - terminated) max_a' Q_target(s', a')``.
+  """
   next_q = state.apply_fn({"params": state.target_params}, batch["next_obs"])
   not_done = 1.0 - batch["terminated"].astype(jnp.float32)
   target = batch["reward"] + gamma * not_done * jnp.max(next_q, axis=-1)
@@ -89,8 +254,151 @@ def dqn_update(state: DqnTrainState, batch, key, gamma: float = 0.99):
     q_taken = q[jnp.arange(q.shape[0]), batch["action"]]
     return jnp.mean((q_taken - target) ** 2), q_taken
 
-  (loss, q_taken), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
+  return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+
+
+def dqn_update(state: DqnTrainState, batch, key, gamma: float = 0.99):
+  """One DQN update as CleanRL's ``dqn_jax.py`` writes it; hard target copy."""
+  del key
+  (loss, q_taken), grads = _td_loss_and_grads(state, batch, gamma)
   state = state.apply_gradients(grads=grads)
   state = state.replace(target_params=state.params)
   return state, {"loss": loss, "q_mean": jnp.mean(q_taken)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DqnArgs:
+  """CleanRL's / PureJaxRL's CartPole DQN hyperparameters; steps count all envs."""
+  env_id: str = "CartPole-v1"
+  num_envs: int = 10
+  total_timesteps: int = 500_000  # Only sets the exploration schedule here.
+  buffer_size: int = 10_000
+  batch_size: int = 128
+  learning_rate: float = 2.5e-4
+  gamma: float = 0.99
+  target_network_frequency: int = 500
+  start_e: float = 1.0
+  end_e: float = 0.05
+  exploration_fraction: float = 0.5
+  learning_starts: int = 10_000
+  train_frequency: int = 10  # A multiple of num_envs.
+  steps_per_chunk: int = 10_000
+
+
+class DqnRunner(NamedTuple):
+  train_state: DqnTrainState
+  buffer: dict[str, jax.Array]  # leaves [buffer_size, ...]
+  env_state: Any  # leaves [num_envs, ...]
+  obs: jax.Array  # [num_envs, *obs_shape]
+  episode_return: jax.Array  # [num_envs]
+  timestep: jax.Array  # environment steps so far (all envs)
+  key: jax.Array
+
+
+def make_dqn_loop(args: DqnArgs, network: nn.Module):
+  """``(init(key) -> runner, chunk(runner) -> (runner, metrics))`` of a DQN run.
+
+  ``chunk`` is one ``lax.scan`` over ``steps_per_chunk / num_envs``
+  vectorised steps of the gymnax environment: epsilon-greedy actions
+  (epsilon linear in environment steps), transitions written to a circular
+  buffer (``next_obs`` the true final observation, so time-limit
+  truncations bootstrap and only terminations do not), then from
+  ``learning_starts`` on, every ``train_frequency`` environment steps, a
+  ``lax.cond``-gated update on a uniform batch of the filled rows, and a
+  hard target copy every ``target_network_frequency / train_frequency``
+  updates. Metrics: episodes finished in the chunk, their mean return
+  (NaN if none), the updates and their mean ``loss`` / ``q_mean``.
+
+  Keys are split as dlcore's ``make_dqn_program`` splits them, so both
+  runs agree from one key: ``init`` splits it into (network, reset, run);
+  every step splits the run key into (next run key, acting, environment,
+  learning); acting into (explore?, random action); the batch rows come
+  from the first of two keys split from the learning key. Unlike
+  PureJaxRL's ``dqn.py``, the run key is the one given, not ``PRNGKey(0)``.
+  """
+  env, env_params = gymnax.make(args.env_id)
+  num_envs = args.num_envs
+  num_actions = env.action_space(env_params).n
+  iters_per_update = args.train_frequency // num_envs
+  updates_per_target = args.target_network_frequency // args.train_frequency
+  epsilon = optax.linear_schedule(
+      args.start_e, args.end_e,
+      int(args.exploration_fraction * args.total_timesteps))
+  reset = jax.vmap(env.reset, in_axes=(0, None))
+  step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+  def init(key: jax.Array) -> DqnRunner:
+    params_key, reset_key, key = jax.random.split(key, 3)
+    obs, env_state = reset(jax.random.split(reset_key, num_envs), env_params)
+    params = network.init(params_key, jnp.zeros_like(obs[:1]))["params"]
+    state = DqnTrainState.create(
+        apply_fn=network.apply, params=params,
+        target_params=jax.tree.map(jnp.copy, params),
+        tx=optax.adam(args.learning_rate))
+    buffer = {"obs": obs[0], "action": jnp.zeros((), jnp.int32),
+              "reward": jnp.zeros(()), "next_obs": obs[0],
+              "terminated": jnp.zeros((), bool)}
+    buffer = jax.tree.map(
+        lambda x: jnp.zeros((args.buffer_size, *x.shape), x.dtype), buffer)
+    return DqnRunner(state, buffer, env_state, obs, jnp.zeros(num_envs),
+                     jnp.zeros((), jnp.int32), key)
+
+  def learn(state, buffer, size, key):
+    rows = jax.random.randint(jax.random.split(key)[0], (args.batch_size,),
+                              0, size)
+    batch = jax.tree.map(lambda x: x[rows], buffer)
+    (loss, q_taken), grads = _td_loss_and_grads(state, batch, args.gamma)
+    state = state.apply_gradients(grads=grads)
+    state = lax.cond(state.step % updates_per_target == 0,
+                     lambda s: s.replace(target_params=s.params),
+                     lambda s: s, state)
+    return state, (loss, jnp.mean(q_taken))
+
+  def no_learn(state, buffer, size, key):
+    del buffer, size, key
+    return state, (jnp.zeros(()), jnp.zeros(()))
+
+  def env_step(runner: DqnRunner, _):
+    state, buffer, env_state, obs, episode_return, t, key = runner
+    key, act_key, env_key, learn_key = jax.random.split(key, 4)
+    explore_key, random_key = jax.random.split(act_key)
+    q = state.apply_fn({"params": state.params}, obs)
+    explore = jax.random.uniform(explore_key, (num_envs,)) < epsilon(t)
+    action = jnp.where(
+        explore, jax.random.randint(random_key, (num_envs,), 0, num_actions),
+        jnp.argmax(q, axis=-1))
+    next_obs, env_state, reward, terminated, truncated, info = step(
+        jax.random.split(env_key, num_envs), env_state, action, env_params)
+    reward = reward.astype(jnp.float32)
+    rows = (t + jnp.arange(num_envs)) % args.buffer_size
+    transitions = {"obs": obs, "action": action, "reward": reward,
+                   "next_obs": info["final_observation"],
+                   "terminated": terminated}
+    buffer = jax.tree.map(lambda b, x: b.at[rows].set(x), buffer, transitions)
+    t = t + num_envs
+    size = jnp.minimum(t, args.buffer_size)
+    learning = ((t >= args.learning_starts) & (size >= args.batch_size)
+                & ((t // num_envs) % iters_per_update == 0))
+    state, (loss, q_mean) = lax.cond(learning, learn, no_learn, state, buffer,
+                                     size, learn_key)
+    done = terminated | truncated
+    episode_return = episode_return + reward
+    out = {"episodes": jnp.sum(done),
+           "return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
+           "learned": learning, "loss": loss, "q_mean": q_mean}
+    runner = DqnRunner(state, buffer, env_state, next_obs,
+                       jnp.where(done, 0.0, episode_return), t, key)
+    return runner, out
+
+  def chunk(runner: DqnRunner):
+    runner, out = lax.scan(env_step, runner, None,
+                           length=args.steps_per_chunk // num_envs)
+    updates = jnp.sum(out["learned"])
+    per_update = lambda x: jnp.sum(x) / jnp.maximum(updates, 1)
+    return runner, {"episodes": jnp.sum(out["episodes"]),
+                    "episode_return": (jnp.sum(out["return_sum"])
+                                       / jnp.sum(out["episodes"])),
+                    "updates": updates, "loss": per_update(out["loss"]),
+                    "q_mean": per_update(out["q_mean"])}
+
+  return init, chunk

@@ -1,14 +1,18 @@
-"""DQN workloads (dlcore side), registered when ``dlcore.qlearning`` exists.
+"""DQN workloads, registered when ``dlcore.qlearning`` exists.
 
 Usage: imported by ``benchmarks.workloads``; then ``python -m benchmarks
 --workloads dqn_update,dqn_loop``.
 
 ``dqn_update`` times one TD update (``dqn_step``) of the CartPole Q-network
-on a batch of random transitions, against CleanRL's hand-written update. ``dqn_loop`` times one compiled chunk of
-the end-to-end run (``make_dqn_program(...).chunk``: environment steps,
-replay, updates and target updates in one ``lax.scan``) with the reference
+on a batch of random transitions, against CleanRL's hand-written update
+(``baseline.dqn_update``). ``dqn_loop`` times one compiled chunk of the
+end-to-end run (``make_dqn_program(...).chunk``: environment steps, replay,
+updates and target updates in one ``lax.scan``) with the reference
 hyperparameters, after two warm-up chunks that fill the buffer past
-``learning_starts``; its items are environment steps (no baseline yet).
+``learning_starts``; its items are environment steps. Its baseline is the
+same run written PureJaxRL-style (``baseline.make_dqn_loop``, the same
+hyperparameters, init key and random draws), which from one key follows the
+same trajectory.
 """
 
 import jax
@@ -66,6 +70,21 @@ def _loop(batch, dtype, key):
   return jax.jit(chunk, donate_argnums=0), program.init(key)
 
 
+def _loop_baseline(batch, dtype, key):
+  """The PureJaxRL-style chunk of the same length, from the same key."""
+  del batch, dtype
+  init, chunk = baseline.make_dqn_loop(
+      baseline.DqnArgs(learning_starts=STEPS_PER_CHUNK,
+                       steps_per_chunk=STEPS_PER_CHUNK),
+      create_q_network(OBS_SHAPE, NUM_ACTIONS))
+
+  def step(runner, batch, key):
+    del batch, key
+    return chunk(runner)
+
+  return jax.jit(step, donate_argnums=0), jax.jit(init)(key)
+
+
 register(Workload(name="dqn_update", description="DQN TD update, CartPole "
                   "Q-network", make_batch=_transitions, dlcore=_update,
                   baseline=_update_baseline,
@@ -73,6 +92,7 @@ register(Workload(name="dqn_update", description="DQN TD update, CartPole "
 register(Workload(name="dqn_loop", description="DQN end to end on CartPole, "
                   f"{STEPS_PER_CHUNK} environment steps per call",
                   make_batch=lambda rng, batch_size: {}, dlcore=_loop,
+                  baseline=_loop_baseline,
                   batch_size=128, quick_batch_size=128, unit="env steps",
                   items_per_step=lambda batch_size: STEPS_PER_CHUNK,
                   flops_per_step=lambda batch_size: None,  # A scan of scans.

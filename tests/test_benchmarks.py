@@ -1,9 +1,13 @@
-"""The benchmark harness runs end to end on a tiny workload and writes well-formed output.
+"""The benchmark harness runs end to end and its baselines compute what dlcore computes.
 
 No timing is asserted: only that every number is there, positive and
-consistent with the others, and that the files parse.
+consistent with the others, that the files parse, and that each
+hand-written baseline, from the same state, batch and key as dlcore, gives
+the same metrics and new parameters (it splits its keys as dlcore does).
 """
 
+import dataclasses
+import functools
 import json
 
 import jax
@@ -12,10 +16,17 @@ import numpy as np
 import pytest
 
 from benchmarks import __main__ as bench
-from benchmarks import hardware
-from benchmarks.workloads import in_dtype
+from benchmarks import baseline, hardware
+from benchmarks.workloads import in_dtype, torch_available
+from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
+                                vae_step)
 from dlcore.errors import ConfigError
 from dlcore.models import MLP
+from dlcore.models.gan import create_gan_models
+from dlcore.models.qnetworks import create_q_network
+from dlcore.models.vae import VAE
+from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step
+from dlcore.qlearning import make_dqn_program
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -76,3 +87,170 @@ def test_nominal_peak_table():
   assert hardware.nominal_peak("NVIDIA H100 80GB HBM3", "bfloat16") == 989e12
   assert hardware.nominal_peak("NVIDIA H100 PCIe", "bfloat16") == 756e12
   assert hardware.nominal_peak("cpu", "float32") is None
+
+
+def assert_trees_close(actual, expected, rtol=1e-6, atol=1e-6):
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
+
+
+def assert_metrics_close(actual, expected):
+  """Every metric of ``actual`` (the baseline's) equals dlcore's of that name."""
+  for name, value in actual.items():
+    np.testing.assert_allclose(value, expected[name], rtol=1e-6, atol=1e-6,
+                               err_msg=name)
+
+
+GAN_SHAPE = (8, 8, 1)  # The smallest DCGAN: seconds, not minutes, to compile.
+
+
+@pytest.mark.parametrize("arch,loss", [
+    ("mlp", "nonsaturating"),
+    pytest.param("dcgan", "nonsaturating", marks=pytest.mark.slow),
+    pytest.param("dcgan", "wgan-gp", marks=pytest.mark.slow)])
+def test_gan_baseline_computes_dlcores_step(arch, loss):
+  key, data_key, step_key = jax.random.split(jax.random.PRNGKey(0), 3)
+  batch = {"image": jax.random.uniform(data_key, (4, *GAN_SHAPE), minval=-1.0),
+           "label": jnp.zeros(4, jnp.int32)}
+  state = create_gan_state(arch, GAN_SHAPE, key)
+  states = baseline.create_gan_states(*create_gan_models(arch, GAN_SHAPE),
+                                      GAN_SHAPE, key)
+  assert_trees_close(states.generator.params, state.generator.params, 0, 0)
+  assert_trees_close(states.discriminator.params, state.discriminator.params,
+                     0, 0)
+
+  state, metrics = jax.jit(functools.partial(gan_step, loss=loss))(
+      state, batch, step_key)
+  step = baseline.wgan_gp_step if loss == "wgan-gp" else baseline.gan_step
+  states, baseline_metrics = jax.jit(step)(states, batch, step_key)
+
+  assert set(baseline_metrics) == set(metrics)
+  assert_metrics_close(baseline_metrics, metrics)
+  n_critic = 5 if loss == "wgan-gp" else 1
+  assert int(states.discriminator.step) == n_critic
+  assert int(states.generator.step) == 1
+  assert_trees_close(states.generator.params, state.generator.params)
+  assert_trees_close(states.generator.batch_stats, state.generator.batch_stats)
+  assert_trees_close(states.discriminator.params, state.discriminator.params)
+  assert_trees_close(states.discriminator.opt_state,
+                     state.discriminator.opt_state)
+
+
+def test_vae_baseline_computes_dlcores_step():
+  key, data_key, step_key = jax.random.split(jax.random.PRNGKey(0), 3)
+  shape = (8, 8, 1)
+  batch = {"image": jax.random.uniform(data_key, (4, *shape))}
+  state = create_vae_state(shape, key)
+  baseline_state = baseline.create_vae_state(VAE(shape), shape, key)
+  state, metrics = jax.jit(vae_step)(state, batch, step_key)
+  baseline_state, baseline_metrics = jax.jit(baseline.vae_step)(
+      baseline_state, batch, step_key)
+  assert_metrics_close(baseline_metrics, metrics)
+  assert_trees_close(baseline_state.params, state.params)
+  assert_trees_close(baseline_state.opt_state, state.opt_state)
+
+
+def test_dqn_update_baseline_computes_dlcores_step():
+  rng = np.random.default_rng(0)
+  batch = {"obs": rng.normal(size=(8, 4)).astype(np.float32),
+           "action": rng.integers(0, 2, 8).astype(np.int32),
+           "reward": np.ones(8, np.float32),
+           "next_obs": rng.normal(size=(8, 4)).astype(np.float32),
+           "terminated": np.arange(8) % 3 == 0}
+  key = jax.random.PRNGKey(0)
+  state = create_dqn_state(DqnConfig(), (4,), 2, key)
+  network = create_q_network((4,), 2)
+  params = network.init(key, batch["obs"][:1])["params"]
+  baseline_state = baseline.DqnTrainState.create(
+      apply_fn=network.apply, params=params, target_params=params,
+      tx=state.tx)
+  for _ in range(2):  # The second update bootstraps from a moved target.
+    state, metrics = jax.jit(dqn_step)(state, batch, key)
+    baseline_state, baseline_metrics = jax.jit(baseline.dqn_update)(
+        baseline_state, batch, key)
+    assert_metrics_close(baseline_metrics, metrics)
+  assert_trees_close(baseline_state.params, state.params)
+  assert_trees_close(baseline_state.target_params, state.target_params)
+
+
+def test_dqn_loop_baseline_follows_dlcores_run():
+  """Four chunks from one key: the same episodes, losses, agent and buffer.
+
+  A small run (300-transition buffer wrapping twice, learning from step
+  200, a target copy every 5 updates) with ``DqnConfig``'s other defaults,
+  which ``DqnArgs``'s defaults must equal.
+  """
+  names = {"num_envs": "num_envs", "total_steps": "total_timesteps",
+           "buffer_size": "buffer_size", "batch_size": "batch_size",
+           "lr": "learning_rate", "gamma": "gamma",
+           "target_update_every": "target_network_frequency",
+           "epsilon_start": "start_e", "epsilon_end": "end_e",
+           "exploration_fraction": "exploration_fraction",
+           "learning_starts": "learning_starts",
+           "train_every": "train_frequency", "env": "env_id"}
+  defaults = DqnConfig()
+  assert defaults.dueling is False and defaults.double is False
+  assert (defaults.loss, defaults.tau, defaults.max_grad_norm) == ("mse", 1.0,
+                                                                   0.0)
+  assert baseline.DqnArgs() == baseline.DqnArgs(**{
+      args_name: getattr(defaults, name) for name, args_name in names.items()})
+
+  config = dataclasses.replace(
+      defaults, total_steps=2000, buffer_size=300, batch_size=16,
+      learning_starts=200, log_every=200, target_update_every=50)
+  args = baseline.DqnArgs(steps_per_chunk=config.log_every, **{
+      args_name: getattr(config, name) for name, args_name in names.items()})
+  program = make_dqn_program(config)
+  init, chunk = baseline.make_dqn_loop(args, create_q_network((4,), 2))
+  key = jax.random.PRNGKey(7)
+  runner, baseline_runner = program.init(key), jax.jit(init)(key)
+  dlcore_chunk, baseline_chunk = jax.jit(program.chunk), jax.jit(chunk)
+  for updates in (1, 20, 20, 20):
+    runner, metrics = dlcore_chunk(runner)
+    baseline_runner, baseline_metrics = baseline_chunk(baseline_runner)
+    assert int(baseline_metrics["updates"]) == updates
+    assert_metrics_close(baseline_metrics, metrics)
+  agent = baseline_runner.train_state
+  assert int(agent.step) == int(runner.agent.step) == 61
+  assert_trees_close(agent.params, runner.agent.params)
+  assert_trees_close(agent.target_params, runner.agent.target_params)
+  assert_trees_close(baseline_runner.buffer, runner.buffer.storage, 0, 0)
+  assert_trees_close(baseline_runner.env_state, runner.env_state, 0, 0)
+
+
+@pytest.mark.skipif(not torch_available(), reason="needs torch")
+def test_torch_mlp_gan_is_dlcores_and_steps():
+  """The PyTorch MLP GAN, given the Flax parameters, computes the same functions."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_models  # pylint: disable=import-outside-toplevel
+
+  shape = (28, 28, 1)
+  state = create_gan_state("mlp", shape, jax.random.PRNGKey(0))
+  generator = torch_models.MLPGenerator(shape)
+  discriminator = torch_models.MLPDiscriminator(28 * 28)
+
+  def load(module, params):
+    layers = [p for p in module.modules() if isinstance(p, torch.nn.Linear)]
+    dense = jax.tree.leaves(params, is_leaf=lambda x: "kernel" in x)
+    assert len(layers) == len(dense)
+    with torch.no_grad():
+      for layer, p in zip(layers, dense):
+        layer.weight.copy_(torch.tensor(np.asarray(p["kernel"]).T))
+        layer.bias.copy_(torch.tensor(np.asarray(p["bias"])))
+
+  load(generator, state.generator.params)
+  load(discriminator, state.discriminator.params)
+  z = np.random.default_rng(0).normal(size=(3, 64)).astype(np.float32)
+  images = state.generator.apply_fn({"params": state.generator.params}, z)
+  logits = state.discriminator.apply_fn(
+      {"params": state.discriminator.params}, images)
+  with torch.no_grad():
+    torch_images = generator(torch.from_numpy(z))
+    torch_logits = discriminator(torch_images)
+  np.testing.assert_allclose(torch_images.numpy(), images, atol=1e-5)
+  np.testing.assert_allclose(torch_logits.numpy(), logits, atol=1e-5)
+
+  batch = {"image": np.zeros((4, *shape), np.float32)}
+  step = torch_models.make_gan_step(batch)
+  step()  # One D and one G step run.

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import pathlib
 
-import numpy as np
 import pytest
 
 from dlcore.qlearning import run as run_module

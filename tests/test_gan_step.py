@@ -100,6 +100,19 @@ def test_gan_step_metrics_and_step_count():
   assert int(new_state.step) == 1
 
 
+@pytest.mark.parametrize("n_critic,loops", [(1, False), (2, True)])
+def test_only_several_critic_updates_are_a_loop(n_critic, loops):
+  """One critic update is traced inline, several as a scan.
+
+  XLA's CPU backend compiles the convolutions of a scan body, even of a
+  length-1 one, in layouts its fast convolution code does not take.
+  """
+  state = create_gan_state("mlp", SHAPE, jax.random.PRNGKey(0))
+  jaxpr = jax.make_jaxpr(functools.partial(gan_step, n_critic=n_critic))(
+      state, _batch(), jax.random.PRNGKey(1))
+  assert any(e.primitive.name == "scan" for e in jaxpr.eqns) == loops
+
+
 def test_device_averaging_keeps_replicas_identical():
   """Under vmap with an axis name (a stand-in for devices), gradients are averaged."""
   state = create_gan_state("dcgan", SHAPE, jax.random.PRNGKey(0), num_classes=10)
