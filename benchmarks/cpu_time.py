@@ -5,10 +5,13 @@ Usage::
   python -m benchmarks.cpu_time --workloads mlp,lenet5,lstm
 
 Wall-clock medians on a shared machine measure the neighbours as much as
-the step, and PyTorch's OpenMP threads suffer most from them. This process
-pins itself to one core before JAX or PyTorch start a thread, so every
-thread of both runs there, and the process CPU time of a step is the work
-that step does, whatever else runs. (``XLA_FLAGS=
+the step, and PyTorch's OpenMP threads suffer most from them. Run as a
+script, this module re-executes itself pinned to one core (Linux
+``sched_setaffinity``, as ``taskset -c 0`` does), so every thread JAX and
+PyTorch start runs there, and the process CPU time of a step is the work
+that step does, whatever else runs. (Pinning only the running process is
+not enough: threads started at import keep both cores; LeNet-5 measured
+16-18 ms that way against 14.5 ms truly on one core.) (``XLA_FLAGS=
 --xla_cpu_multi_thread_eigen=false`` is not enough: XLA's YNNPACK fusions
 keep their own thread pool, measured at 21.7 ms of CPU time in a 12.2 ms
 LeNet-5 step.) Sides alternate step by step, as in ``python -m
@@ -17,6 +20,7 @@ benchmarks``; prints the median and fastest per side.
 
 import dataclasses
 import os
+import sys
 import time
 
 import numpy as np
@@ -52,7 +56,6 @@ def cpu_times(sides: dict, steps: int, settle_s: float = 0.005) -> dict:
 
 def main(argv=None) -> dict:
   config = parse_args(CpuTimeConfig, __doc__, argv)
-  os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   if torch_available():
     import torch  # pylint: disable=import-outside-toplevel
     torch.set_num_threads(1)
@@ -70,5 +73,15 @@ def main(argv=None) -> dict:
   return results
 
 
+def run_on_one_core() -> None:
+  """Re-executes this command pinned to one core, unless it already is."""
+  cores = os.sched_getaffinity(0)
+  if len(cores) > 1:
+    os.sched_setaffinity(0, {min(cores)})
+    os.execv(sys.executable, [sys.executable, "-m", __spec__.name,
+                              *sys.argv[1:]])
+
+
 if __name__ == "__main__":
+  run_on_one_core()
   cli.run(main)
