@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from benchmarks import __main__ as bench
-from benchmarks import baseline, hardware
+from benchmarks import baseline, cpu_cores, hardware
 from benchmarks.workloads import in_dtype, torch_available
 from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
                                 vae_step)
@@ -254,3 +254,14 @@ def test_torch_mlp_gan_is_dlcores_and_steps():
   batch = {"image": np.zeros((4, *shape), np.float32)}
   step = torch_models.make_gan_step(batch)
   step()  # One D and one G step run.
+
+
+def test_cpu_cores_times_one_device_and_all_cores():
+  results = cpu_cores.main(["--workloads", "mlp", "--batch-size", "4",
+                            "--steps", "3"])
+  sides = results["mlp"]
+  assert {"one device", "all cores"} <= set(sides)
+  for stats in sides.values():
+    assert 0 < stats["min_s"] <= stats["median_s"]
+  with pytest.raises(ConfigError, match="supervised workloads only, not vae"):
+    cpu_cores.main(["--workloads", "mlp,vae"])
