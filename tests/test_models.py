@@ -10,6 +10,7 @@ from dlcore.models import (CLASSIFIERS, CNN, MLP, LeNet5, RecurrentClassifier,
                            ResNet, ResNet18, ResNet20, TransformerClassifier,
                            create_classifier)
 from dlcore.models import patch_conv
+from dlcore.models.lstm import LSTM
 from dlcore.models.patch_conv import PatchConv
 from dlcore.state import count_params
 
@@ -182,6 +183,48 @@ def test_recurrent_parameter_counts(cell, gates):
   per_gate = features * hidden + hidden * hidden + hidden
   extra = hidden if cell == "gru" else 0
   assert count_params(params) == gates * per_gate + extra + dense(hidden, 3)
+
+
+class FlaxLSTM(nn.Module):
+  """``nn.RNN`` over ``nn.OptimizedLSTMCell``: the reference for ``LSTM``."""
+  num_classes: int | None = None  # With a class count: a whole classifier.
+
+  @nn.compact
+  def __call__(self, x):
+    carry, _ = nn.RNN(nn.OptimizedLSTMCell(6), return_carry=True)(x)
+    return carry if self.num_classes is None else nn.Dense(
+        self.num_classes)(carry[1])
+
+
+def test_lstm_classifier_initialises_as_with_flax_cell():
+  x = jnp.ones((1, 5, 4))
+  ours = init(RecurrentClassifier(cell="lstm", hidden_size=6, num_classes=3),
+              x)
+  flax_cell = init(FlaxLSTM(num_classes=3), x)
+  assert jax.tree.structure(ours) == jax.tree.structure(flax_cell)
+  assert all(jax.tree.leaves(jax.tree.map(jnp.array_equal, ours, flax_cell)))
+
+
+def test_lstm_is_flax_optimized_lstm_cell_under_rnn():
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 4))
+  ours = LSTM(6)
+  variables = init(FlaxLSTM(), x)
+  variables = jax.tree.map(lambda p: p + 0.1, variables)  # non-zero biases
+  ours_variables = {"params": variables["params"]["OptimizedLSTMCell_0"]}
+  for got, want in zip(ours.apply(ours_variables, x),
+                       FlaxLSTM().apply(variables, x)):
+    assert jnp.allclose(got, want, atol=1e-6)
+  # The hand-written VJP: gradients of the last c and h with respect to
+  # every parameter and to the input.
+  loss = lambda apply: lambda v, inputs: sum(
+      jnp.sum(jnp.sin(3 * s)) for s in apply(v, inputs))
+  got = jax.jit(jax.grad(loss(ours.apply), (0, 1)))(ours_variables, x)
+  want = jax.jit(jax.grad(loss(FlaxLSTM().apply), (0, 1)))(variables, x)
+  assert jax.tree.structure(got[0]["params"]) == jax.tree.structure(
+      want[0]["params"]["OptimizedLSTMCell_0"])
+  for g, w in zip(jax.tree.leaves(got[0]) + [got[1]],
+                  jax.tree.leaves(want[0]) + [want[1]]):
+    assert jnp.allclose(g, w, rtol=1e-4, atol=1e-6)
 
 
 def test_recurrent_reads_images_row_by_row():

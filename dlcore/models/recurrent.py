@@ -2,15 +2,18 @@
 
 Input ``[B, T, F]``, or an image ``[B, H, W, C]`` read row by row as a
 sequence of ``H`` steps of ``W*C`` features; output ``[B, num_classes]``
-from the last hidden state.
+from the last hidden state. The LSTM runs as ``dlcore.models.lstm.LSTM``
+(``nn.OptimizedLSTMCell``'s parameters and results, a faster backward
+pass); the other cells under ``nn.RNN``.
 """
 
 import flax.linen as nn
 import jax
 
-CELLS = {
+from dlcore.models.lstm import LSTM
+
+CELLS = {  # Run under nn.RNN; "lstm" is dlcore's LSTM.
     "rnn": nn.SimpleCell,
-    "lstm": nn.OptimizedLSTMCell,
     "gru": nn.GRUCell,
 }
 
@@ -29,7 +32,11 @@ class RecurrentClassifier(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train
-    cell = CELLS[self.cell](features=self.hidden_size)
-    carry, _ = nn.RNN(cell, return_carry=True)(as_sequence(x))
-    hidden = carry[1] if self.cell == "lstm" else carry  # LSTM carry is (c, h).
+    if self.cell == "lstm":
+      # Named as nn.RNN's cell was: the same parameter tree and initial values.
+      _, hidden = LSTM(self.hidden_size, name="OptimizedLSTMCell_0")(
+          as_sequence(x))
+    else:
+      cell = CELLS[self.cell](features=self.hidden_size)
+      hidden, _ = nn.RNN(cell, return_carry=True)(as_sequence(x))
     return nn.Dense(self.num_classes)(hidden)
