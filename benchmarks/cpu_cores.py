@@ -80,11 +80,12 @@ def main(argv=None) -> dict:
     sides, _ = build_sides(workload, config.batch_size, "float32",
                            with_baseline=False, with_torch=True,
                            max_steps=config.steps + 4)
-    sides = {"one device": sides.pop("dlcore"), **{
-        "all cores": data_parallel_side(
-            name, workload.make_batch(np.random.default_rng(0),
-                                      config.batch_size),
-            jax.random.PRNGKey(0), mesh)}, **sides}
+    same_batch = workload.make_batch(np.random.default_rng(0),
+                                     config.batch_size)  # as build_sides's
+    sides = {"one device": sides.pop("dlcore"),
+             "all cores": data_parallel_side(name, same_batch,
+                                             jax.random.PRNGKey(0), mesh),
+             **sides}
     times = interleave(sides, steps=config.steps, rounds=config.steps)
     results[name] = {side: summary(t) for side, t in times.items()}
     print(f"{name} (batch {config.batch_size}, {mesh.size} devices): " +
