@@ -19,7 +19,7 @@ class LeNet5(nn.Module):
   (VALID) -> S4 avg-pool 2 -> F5 120 -> F6 84 -> logits.
   Input ``[B, H, W, C]`` with H, W >= 12; output ``[B, num_classes]``.
   For 28x28 inputs the C3 map is 10x10 and S4 5x5, as in the paper.
-  C1 to S4 run channel-major with ``PatchConv`` (1.8x faster steps on CPU
+  C1 to S4 run channel-major with ``PatchConv`` (1.6x faster steps on CPU
   than ``nn.Conv``; same math and parameters, named ``Conv_0`` (C1) and
   ``Conv_1`` (C3)); F5 reads S4 flattened in NHWC order, as after ``nn.Conv``.
   """
