@@ -34,9 +34,11 @@ from benchmarks.workloads import WORKLOADS, dlcore_classifier
 from dlcore import cli, parallel
 from dlcore.config import field, parse_args
 from dlcore.errors import ConfigError
+from dlcore.models import CLASSIFIERS
 from dlcore.supervised import steps as supervised_steps
 
-SUPERVISED = ("mlp", "lenet5", "resnet20", "lstm", "transformer")
+# The supervised workloads: those training one of dlcore's classifiers.
+SUPERVISED = tuple(name for name in WORKLOADS if name in CLASSIFIERS)
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -99,7 +101,8 @@ def run_with_a_device_per_core() -> None:
   """Re-executes this command with one XLA CPU device per usable core."""
   if DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", ""):
     return
-  cores = len(os.sched_getaffinity(0))
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count())  # Linux: the cores this process may use.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                              + f" {DEVICE_COUNT_FLAG}={cores}").strip()
   os.execv(sys.executable, [sys.executable, "-m", __spec__.name,

@@ -29,6 +29,7 @@ from benchmarks.suite import build_sides
 from benchmarks.workloads import WORKLOADS, torch_available
 from dlcore import cli
 from dlcore.config import field, parse_args
+from dlcore.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,10 @@ def main(argv=None) -> dict:
 
 def run_on_one_core() -> None:
   """Re-executes this command pinned to one core, unless it already is."""
+  if not hasattr(os, "sched_setaffinity"):
+    raise ConfigError("benchmarks.cpu_time pins itself to one core with "
+                      "Linux's sched_setaffinity, which this system lacks; "
+                      "run python -m benchmarks instead")
   cores = os.sched_getaffinity(0)
   if len(cores) > 1:
     os.sched_setaffinity(0, {min(cores)})
@@ -83,5 +88,5 @@ def run_on_one_core() -> None:
 
 
 if __name__ == "__main__":
-  run_on_one_core()
+  cli.run(run_on_one_core)
   cli.run(main)
