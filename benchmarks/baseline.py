@@ -396,8 +396,7 @@ def make_dqn_loop(args: DqnArgs, network: nn.Module):
     updates = jnp.sum(out["learned"])
     per_update = lambda x: jnp.sum(x) / jnp.maximum(updates, 1)
     return runner, {"episodes": jnp.sum(out["episodes"]),
-                    "episode_return": (jnp.sum(out["return_sum"])
-                                       / jnp.sum(out["episodes"])),
+                    "return_sum": jnp.sum(out["return_sum"]),
                     "updates": updates, "loss": per_update(out["loss"]),
                     "q_mean": per_update(out["q_mean"])}
 

@@ -18,13 +18,13 @@ same trajectory.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from benchmarks import baseline
 from benchmarks.workloads import Workload, register
 from dlcore.models.qnetworks import create_q_network
 from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step
 from dlcore.qlearning import make_dqn_program
-from dlcore.qlearning.state import create_optimizer
 
 OBS_SHAPE, NUM_ACTIONS = (4,), 2  # CartPole-v1
 STEPS_PER_CHUNK = 10_000
@@ -54,7 +54,7 @@ def _update_baseline(batch, dtype, key):
   state = baseline.DqnTrainState.create(
       apply_fn=network.apply, params=params,
       target_params=jax.tree.map(jnp.copy, params),
-      tx=create_optimizer(config.lr, config.max_grad_norm))
+      tx=optax.adam(config.optimizer.lr))  # Clipping is off by default.
   return jax.jit(baseline.dqn_update, donate_argnums=0), state
 
 

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
-from dlcore import io, plots  # pylint: disable=wrong-import-position
+from dlcore import files, plots  # pylint: disable=wrong-import-position
 
 SIDES = ("dlcore", "baseline", "torch")
 SIDE_LABELS = {"dlcore": "dlcore", "baseline": "hand-written JAX",
@@ -156,8 +156,8 @@ def write_all(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
   stem.parent.mkdir(parents=True, exist_ok=True)
   paths = [stem.with_suffix(".json"), stem.with_suffix(".md"),
            stem.with_suffix(".png")]
-  io.write_json(paths[0], results)
-  io.write_atomic(paths[1], markdown(results).encode())
+  files.write_json(paths[0], results)
+  files.write_atomic(paths[1], markdown(results).encode())
   bar_chart(results, paths[2])
   if results["sweeps"]:
     paths.append(stem.parent / f"{stem.name}-sweep.png")

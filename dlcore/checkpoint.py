@@ -7,9 +7,11 @@ Usage::
   restored = ckpt.restore_latest(state)  # None, or (state, meta)
 
 Orbax writes each checkpoint under a temporary name and renames it when
-complete, so a crash never leaves a half-written checkpoint; ``save``
-waits for the write to finish, so the latest checkpoint on disk is always
-whole. Only the newest ``max_to_keep`` checkpoints are kept.
+complete, so a crash never leaves a half-written checkpoint. ``save`` is
+asynchronous: it copies the arrays to host memory and returns while a
+background thread writes them, so training continues (and may donate the
+state's buffers); the next ``save`` and ``close`` wait for the write.
+Only the newest ``max_to_keep`` checkpoints are kept.
 """
 
 import os
@@ -25,14 +27,18 @@ class Checkpointer:
   def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3):
     self._manager = ocp.CheckpointManager(
         os.path.abspath(directory),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                             create=True))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True,
+            enable_async_checkpointing=True))
 
   def save(self, step: int, state: Any, meta: dict[str, Any] | None = None):
-    """Saves ``state`` (any pytree) and JSON ``meta`` as checkpoint ``step``."""
+    """Starts saving ``state`` (any pytree) and JSON ``meta`` as checkpoint ``step``."""
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         meta=ocp.args.JsonSave(meta or {})))
+
+  def wait(self):
+    """Blocks until every started save is on disk."""
     self._manager.wait_until_finished()
 
   def latest_step(self) -> int | None:
@@ -54,4 +60,6 @@ class Checkpointer:
     return restored["state"], restored["meta"]
 
   def close(self):
+    """Finishes the saves in flight and releases the manager."""
+    self._manager.wait_until_finished()
     self._manager.close()

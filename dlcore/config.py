@@ -64,10 +64,33 @@ def check_positive(config, *names: str) -> None:
   """Raises ``ConfigError`` naming the first option among ``names`` below 1."""
   for name in names:
     if getattr(config, name) < 1:
-      raise ConfigError(f"{_flag(name)} must be at least 1, got "
+      raise ConfigError(f"option {name} must be at least 1, got "
                         f"{getattr(config, name)}")
 
 
 def to_dict(config) -> dict[str, Any]:
   """The config as a JSON-serialisable dict."""
   return dataclasses.asdict(config)
+
+
+RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel",
+               "coordinator_address", "num_processes", "process_id")
+
+
+def experiment_dict(config) -> dict[str, Any]:
+  """The options that define what a run computes (``resume`` is not one of them)."""
+  return {k: v for k, v in to_dict(config).items() if k != "resume"}
+
+
+def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Dotted names of the options whose values differ, ignoring ``RUN_OPTIONS``."""
+  def flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+      if isinstance(v, dict):
+        out.update(flat(v, f"{prefix}{k}."))
+      elif k not in RUN_OPTIONS:
+        out[prefix + k] = v
+    return out
+  a, b = flat(recorded), flat(current)
+  return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

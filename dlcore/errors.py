@@ -2,7 +2,9 @@
 
 A ``ConfigError`` carries one sentence that names the problem and the valid
 choices; the experiment scripts print it without a traceback and exit with
-status 2. Anything else is a bug and keeps its traceback.
+status 2 (divergence: 3; preemption: 75). Library messages name options as
+``option NAME`` (its config field); the command line shows them as flags.
+Anything else is a bug and keeps its traceback.
 """
 
 
@@ -11,11 +13,27 @@ class ConfigError(ValueError):
 
 
 class NonFiniteLossError(RuntimeError):
-  """The loss became NaN or infinite; ``step`` is the first bad step (1-based)."""
+  """The loss became NaN or infinite; ``step`` is the first bad step (1-based).
 
-  def __init__(self, step: int, name: str = "loss"):
+  A step that is a compiled chunk of many (an RL chunk of environment
+  steps) is known only as a range: ``step`` to ``last_step``.
+  """
+
+  def __init__(self, step: int, name: str = "loss", last_step: int | None = None):
+    self.step = step
+    where = (f"at step {step}" if last_step is None or last_step == step
+             else f"within steps {step} to {last_step}")
+    super().__init__(
+        f"{name} became NaN or infinite {where}; training stopped and "
+        "the last good checkpoint was kept")
+
+
+class Preempted(RuntimeError):
+  """A signal (SIGTERM, SIGINT) stopped training after ``step``; a checkpoint holds it."""
+
+  def __init__(self, step: int, signal_name: str, workdir: str):
     self.step = step
     super().__init__(
-        f"{name} became NaN or infinite at step {step}; training stopped and "
-        "the last good checkpoint was kept (resume with --resume after "
-        "lowering the learning rate)")
+        f"{signal_name} received: stopped after step {step} and saved a "
+        f"checkpoint in {workdir!r}; run the same command with option resume "
+        "to continue exactly where it stopped")

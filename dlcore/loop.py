@@ -1,120 +1,312 @@
-"""The training loop: the one place with side effects.
+"""The training loop: the one place with side effects, for every objective.
 
 Usage::
 
-  state, records = train_loop(
-      state, jax.jit(step_fn), lambda start: batches(start),
-      key=key, num_steps=1000, report_every=100, workdir=workdir,
-      resume=False, report=lambda step, state: {"test_accuracy": ...})
+  state, history = loop.train(
+      state, step_fn, batches, key=key, num_steps=10_000, workdir=workdir,
+      every=LoopConfig(log_every=100, eval_every=5_000, checkpoint_every=1_000),
+      evaluate=lambda state: {"test_accuracy": ...},
+      sample=lambda state: images)                 # [N, H, W, C] in [0, 1]
 
-Step ``s`` (0-based) is called as ``step_fn(state, batch, fold_in(key, s))``
-with the ``s``-th batch, so a run resumed from a checkpoint repeats exactly
-what an uninterrupted run does. Metrics stay on device between reports; at
-each report the loop fetches them once, stops with ``NonFiniteLossError``
-at the first step whose metrics are NaN or infinite (before saving
-anything), appends one record to ``metrics.jsonl`` and saves a checkpoint.
-A tqdm progress bar shows the steps and the latest metrics.
+Step ``s`` (0-based; with ``steps_per_call = k`` the call covering steps
+``s .. s+k-1``) is ``step_fn(state, batch, fold_in(key, s))`` with the batch
+that ``batches(s)`` yields first, so a run resumed from a checkpoint repeats
+exactly what an uninterrupted run does. Each cadence is independent:
+
+- every ``log_every`` steps the metrics of the steps since the last record
+  are fetched from the device in one transfer, checked (the first NaN or
+  infinite value stops the run with ``NonFiniteLossError`` before anything
+  is saved), averaged and appended to ``metrics.jsonl`` and TensorBoard;
+- every ``eval_every`` steps ``evaluate(state)`` adds to that step's record;
+- every ``sample_every`` steps ``sample(state)`` becomes an image grid;
+- every ``checkpoint_every`` steps an asynchronous Orbax save starts
+  (after the NaN check of every step it holds); training goes on meanwhile.
+
+A cadence of 0 means "at the last step only"; at the last step everything
+happens. The step is compiled ahead of time (``lower().compile()``) and
+its compile time reported. SIGTERM or SIGINT (a preempted job, Ctrl-C)
+finishes the current step, saves a checkpoint and raises ``Preempted``;
+a second signal stops at once. Only process 0 writes files; Orbax
+coordinates the checkpoint writes of all processes.
 """
 
+import dataclasses
+import itertools
 import pathlib
+import signal
+import threading
 import time
 from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
 
-from dlcore import io
+from dlcore import files
 from dlcore.checkpoint import Checkpointer
-from dlcore.errors import ConfigError, NonFiniteLossError
+from dlcore.config import differences, field
+from dlcore.errors import ConfigError, NonFiniteLossError, Preempted
+from dlcore.writers import METRICS_FILE, MODEL_FILE, Writer, parameter_table
 
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 
 
-def _first_non_finite(chunk: dict[str, np.ndarray]) -> tuple[int, str] | None:
-  """``(index, metric name)`` of the first step with a non-finite metric."""
-  bad = [(int(np.argmin(np.isfinite(v))), k) for k, v in chunk.items()
-         if not np.all(np.isfinite(v))]
-  return min(bad) if bad else None
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """How often the loop logs, evaluates, samples and saves (in steps; 0: at the end)."""
+  log_every: int = field(100, "steps between metrics records (each the mean "
+                         "over the steps since the last)")
+  eval_every: int = field(0, "steps between evaluations (0: at the end only)")
+  sample_every: int = field(0, "steps between sample grids (0: at the end "
+                            "only)")
+  checkpoint_every: int = field(1000, "steps between checkpoints (0: at the "
+                                "end only; the last step is always saved)")
 
 
-def restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
-                     checkpointer: Checkpointer) -> tuple[Any, int, list[dict]]:
-  """``(state, start_step, records)``: fresh, or restored from the latest checkpoint.
+@dataclasses.dataclass
+class History:
+  """What a run measured: its records and times (a resumed run includes earlier records)."""
+  records: list[dict[str, Any]]
+  start_step: int
+  num_params: int
+  compile_seconds: float | None = None
+  train_seconds: float = 0.0  # Of the records, earlier runs' included.
+
+  @property
+  def last(self) -> dict[str, Any]:
+    """The newest value of every metric over all records."""
+    merged: dict[str, Any] = {}
+    for record in self.records:
+      merged.update(record)
+    return merged
+
+
+def check_cadences(every: LoopConfig, steps_per_call: int = 1) -> None:
+  """Raises ``ConfigError`` for a negative cadence or one that is not a whole number of calls."""
+  for f in dataclasses.fields(every):
+    value = getattr(every, f.name)
+    if value < 0 or value % steps_per_call:
+      raise ConfigError(f"option {f.name} must be 0 (at the end only) or a "
+                        f"positive multiple of {steps_per_call}, got {value}")
+
+
+def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
+          *, key: jax.Array, num_steps: int, workdir: pathlib.Path,
+          every: LoopConfig, evaluate: Callable[[Any], dict[str, Any]] | None = None,
+          sample: Callable[[Any], np.ndarray] | None = None,
+          resume: bool = False, config: dict[str, Any] | None = None,
+          steps_per_call: int = 1,
+          summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None,
+          steps_per_epoch: int | None = None, evaluate_first: bool = False,
+          desc: str = "train") -> tuple[Any, History]:
+  """Runs ``step_fn`` to ``num_steps``; returns the final state and the history.
+
+  Args:
+    state: the initial state (also the template a checkpoint restores into).
+    step_fn: ``(state, batch, key) -> (state, metrics)``, compiled; with a
+      ``lower`` method (``jax.jit``, ``parallel.wrap``) it is compiled ahead
+      of time and the compile time is reported.
+    batches: ``batches(start_step)`` iterates batches from ``start_step`` on.
+    key: the run's key; step ``s`` gets ``jax.random.fold_in(key, s)``.
+    num_steps: total steps of the run (resumed runs count earlier steps).
+    workdir: where ``metrics.jsonl``, ``tensorboard/``, ``model.txt``, sample
+      grids and ``checkpoints/`` go.
+    every: the cadences.
+    evaluate: ``evaluate(state) -> {name: float}`` at the eval cadence.
+    sample: ``sample(state) -> images [N, H, W, C]`` in [0, 1] at the sample
+      cadence.
+    resume: continue from the latest checkpoint in ``workdir``.
+    config: the experiment's options (JSON); saved with each checkpoint, and
+      a resumed run whose options differ is refused naming them.
+    steps_per_call: steps one call of ``step_fn`` makes (an RL chunk).
+    summarize: ``summarize(metrics) -> record`` from the metrics of the
+      calls since the last record, stacked on a leading axis (default: the
+      mean of each, named ``train_<name>``).
+    steps_per_epoch: adds ``epoch`` to every record.
+    evaluate_first: a fresh run also evaluates the initial state (step 0).
+    desc: the progress bar's label.
+  """
+  check_cadences(every, steps_per_call)
+  main = jax.process_index() == 0
+  checkpointer = Checkpointer(workdir / CHECKPOINT_DIR)
+  writer = None
+  try:
+    state, start = _restore_or_start(state, workdir, resume, config,
+                                     checkpointer)
+    records = _records_until(workdir, start, rewrite=main)
+    table, num_params = parameter_table(state)
+    if main:
+      files.write_atomic(workdir / MODEL_FILE, table.encode())
+    history = History(records, start, num_params,
+                      train_seconds=sum(r.get("seconds", 0.0) for r in records))
+    if start >= num_steps:
+      return state, history
+    writer = Writer(workdir, start, enabled=main)
+    if evaluate_first and start == 0 and evaluate is not None:
+      initial = evaluate(state)
+      writer.write(0, initial)
+      history.records.append({"step": 0, **initial})
+    upcoming = batches(start)
+    first = next(upcoming)
+    history.compile_seconds = _compile_seconds(
+        step_fn, state, first, jax.random.fold_in(key, start))
+    summarize = summarize or _mean_metrics
+    due = lambda cadence, done: (done == num_steps
+                                 or (cadence and done % cadence == 0))
+    pending: list[Any] = []
+    logged_until = start
+    with _Interruptions() as interruptions, tqdm.tqdm(
+        total=num_steps, initial=start, desc=desc, unit="step",
+        unit_scale=steps_per_call > 1, dynamic_ncols=True,
+        mininterval=0.5) as bar:
+      tic = time.perf_counter()
+      for step, batch in zip(range(start, num_steps, steps_per_call),
+                             itertools.chain([first], upcoming)):
+        state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
+        pending.append(metrics)
+        bar.update(steps_per_call)
+        done = step + steps_per_call
+        stop = interruptions.received(done)
+        record: dict[str, Any] = {}
+        if due(every.log_every, done) or stop:
+          chunk = _fetch_and_check(pending, logged_until, steps_per_call)
+          seconds = time.perf_counter() - tic
+          history.train_seconds += seconds
+          record.update(seconds=seconds,
+                        steps_per_sec=(done - logged_until) / seconds,
+                        **summarize(chunk))
+          pending, logged_until = [], done
+        elif due(every.checkpoint_every, done):  # Never save a NaN state.
+          pending = [_fetch_and_check(pending, logged_until, steps_per_call)]
+        if due(every.eval_every, done) and evaluate is not None:
+          record.update(evaluate(state))
+        if due(every.sample_every, done) and sample is not None and main:
+          writer.write_images(done, sample(state))
+        if record:
+          if steps_per_epoch:
+            record["epoch"] = (done // steps_per_epoch if done % steps_per_epoch
+                               == 0 else done / steps_per_epoch)
+          writer.write(done, record)
+          history.records.append({"step": done, **record})
+          bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
+                           if isinstance(v, float) and k != "seconds"},
+                          refresh=False)
+        if due(every.checkpoint_every, done) or stop:
+          checkpointer.save(done, state, meta={"step": done, "config": config})
+        if stop:
+          checkpointer.wait()
+          raise Preempted(done, stop, str(workdir))
+        if record:
+          tic = time.perf_counter()  # Evaluation and writing are not training.
+  finally:
+    if writer is not None:
+      writer.close()
+    checkpointer.close()
+  return state, history
+
+
+def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
+                      config: dict[str, Any] | None,
+                      checkpointer: Checkpointer) -> tuple[Any, int]:
+  """``(state, start_step)``: fresh, or restored from the latest checkpoint.
 
   Without ``resume`` an existing checkpoint is an error, so an earlier run is
-  never overwritten by accident. Records written after the restored
-  checkpoint (a crash between the two writes) are dropped.
+  never overwritten by accident; with it, a checkpoint of different options
+  is refused, naming them.
   """
   latest = checkpointer.latest_step()
   if latest is not None and not resume:
     raise ConfigError(
         f"workdir {str(workdir)!r} already holds a run (checkpoint at step "
-        f"{latest}); pass --resume to continue it or choose another --workdir")
+        f"{latest}); continue it with option resume or choose another "
+        "option workdir")
   if latest is None:
-    return state, 0, []
+    return state, 0
   state, meta = checkpointer.restore_latest(state)
-  start = int(meta["step"])
-  records = [r for r in io.read_jsonl(workdir / METRICS_FILE)
-             if r["step"] <= start]
-  return state, start, records
+  recorded = meta.get("config")
+  changed = differences(recorded, config) if recorded and config else []
+  if changed:
+    raise ConfigError(
+        "cannot resume: " + ", ".join(f"option {name}" for name in changed)
+        + f" differ{'s' if len(changed) == 1 else ''} from the run "
+        f"checkpointed in {str(workdir)!r}; use the same options or "
+        "another workdir")
+  return state, int(meta["step"])
 
 
-def train_loop(state: Any, step_fn: StepFn,
-               batches: Callable[[int], Iterator[Any]], *, key: jax.Array,
-               num_steps: int, report_every: int, workdir: pathlib.Path,
-               resume: bool = False,
-               report: Callable[[int, Any], dict[str, Any]] | None = None,
-               desc: str = "train") -> tuple[Any, list[dict[str, Any]]]:
-  """Runs ``step_fn`` to ``num_steps``; returns the final state and all records.
+def _records_until(workdir: pathlib.Path, step: int,
+                   rewrite: bool) -> list[dict[str, Any]]:
+  """Records up to ``step``, rewritten atomically to the log.
 
-  Args:
-    state: the initial state (also the template a checkpoint restores into).
-    step_fn: ``(state, batch, key) -> (state, metrics)``, usually jitted.
-    batches: ``batches(start_step)`` iterates batches from ``start_step`` on.
-    key: the run's key; step ``s`` gets ``jax.random.fold_in(key, s)``.
-    num_steps: total steps of the run (resumed runs count earlier steps).
-    report_every: steps between records and checkpoints (and the last step).
-    workdir: where ``metrics.jsonl`` and ``checkpoints/`` go.
-    resume: continue from the latest checkpoint in ``workdir``.
-    report: ``report(step, state) -> dict`` adds to each record (evaluation,
-      samples); its time is not counted in ``steps_per_sec``.
-    desc: the progress bar's label.
+  Records written after the restored checkpoint (the run stopped between
+  the two writes) and a line torn by a crash are dropped, so the log goes
+  on exactly as an uninterrupted run's.
   """
-  checkpointer = Checkpointer(workdir / CHECKPOINT_DIR)
-  state, start, records = restore_or_start(state, workdir, resume, checkpointer)
-  pending: list[dict[str, jax.Array]] = []
-  bar = tqdm.tqdm(total=num_steps, initial=start, desc=desc, unit="step",
-                  dynamic_ncols=True, mininterval=0.5)
-  try:
-    chunk_start, tic = start, time.perf_counter()
-    for step, batch in zip(range(start, num_steps), batches(start)):
-      state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
-      pending.append(metrics)
-      bar.update(1)
-      done = step + 1
-      if done % report_every and done != num_steps:
-        continue
-      chunk = jax.device_get(jax.tree.map(lambda *xs: np.stack(xs), *pending))
-      seconds = time.perf_counter() - tic
-      bad = _first_non_finite(chunk)
-      if bad is not None:
-        raise NonFiniteLossError(chunk_start + bad[0] + 1, bad[1])
-      record = {"step": done, "seconds": seconds,
-                "steps_per_sec": len(pending) / seconds,
-                **{f"train_{k}": float(np.mean(v)) for k, v in chunk.items()}}
-      if report is not None:
-        record.update(report(done, state))
-      records.append(record)
-      checkpointer.save(done, state, meta={"step": done})
-      if jax.process_index() == 0:  # One writer in a multi-host run.
-        io.write_jsonl(workdir / METRICS_FILE, records)
-      bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
-                       if k not in ("step", "epoch", "seconds")}, refresh=False)
-      pending, chunk_start, tic = [], done, time.perf_counter()
-  finally:
-    bar.close()
-    checkpointer.close()
-  return state, records
+  path = workdir / METRICS_FILE
+  kept = [r for r in files.read_jsonl(path) if r["step"] <= step]
+  if rewrite and path.exists():
+    files.write_jsonl(path, kept)
+  return kept
+
+
+def _compile_seconds(step_fn: StepFn, *args) -> float | None:
+  """Seconds to compile ``step_fn`` for ``args`` ahead of time (None if it cannot)."""
+  if not hasattr(step_fn, "lower"):
+    return None
+  tic = time.perf_counter()
+  step_fn.lower(*args).compile()
+  return time.perf_counter() - tic
+
+
+def _fetch_and_check(pending: list[Any], first_step: int,
+                     steps_per_call: int) -> dict[str, np.ndarray]:
+  """The pending calls' metrics stacked on host; raises at the first non-finite one."""
+  chunk = jax.device_get(jax.tree.map(lambda *xs: np.stack(xs), *pending))
+  bad = [(int(np.argmin(np.isfinite(v).reshape(len(v), -1).all(-1))), k)
+         for k, v in chunk.items() if not np.all(np.isfinite(v))]
+  if bad:
+    call, name = min(bad)
+    first = first_step + call * steps_per_call + 1
+    raise NonFiniteLossError(first, name, first + steps_per_call - 1)
+  return chunk
+
+
+def _mean_metrics(chunk: dict[str, np.ndarray]) -> dict[str, float]:
+  return {f"train_{k}": float(np.mean(v)) for k, v in chunk.items()}
+
+
+class _Interruptions:
+  """Turns SIGTERM and SIGINT into a request to stop after the current step.
+
+  ``received(step)`` is the signal's name once one arrived (on every process
+  of a multi-host run at the same step, through JAX's preemption sync
+  point, whose notifier catches SIGTERM itself), else None. A second signal
+  interrupts at once. Outside the main thread no handler can be installed.
+  """
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __enter__(self):
+    self._name, self._previous = None, {}
+    # JAX's own preemption notifier handles SIGTERM across processes.
+    if (jax.process_count() == 1
+        and threading.current_thread() is threading.main_thread()):
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self._name is not None:
+      raise KeyboardInterrupt
+    self._name = signal.Signals(signum).name
+
+  def received(self, step: int) -> str | None:
+    if jax.process_count() > 1:  # Every process must stop at the same step.
+      return ("SIGTERM" if multihost_utils.reached_preemption_sync_point(step)
+              else None)
+    return self._name
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)

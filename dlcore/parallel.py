@@ -81,34 +81,64 @@ class ParallelConfig:
                                  "(default: $JAX_PROCESS_ID)")
 
 
-def initialize_distributed(config: ParallelConfig) -> bool:
-  """Starts ``jax.distributed`` when a coordinator is given; True if started.
+def cluster_environment(env: dict[str, str] | None = None) -> str | None:
+  """The multi-process job this process belongs to, from its environment alone.
 
-  Each of ``config.coordinator_address``, ``num_processes`` and
-  ``process_id`` falls back to the environment variable
-  ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` or ``JAX_PROCESS_ID``.
-  Without a coordinator address nothing happens (one process). Call it once
-  per process, first thing in a script's ``main``: before anything touches
-  a JAX device.
+  ``"slurm"`` (``SLURM_JOB_ID`` with ``SLURM_NTASKS`` > 1 and the other
+  variables JAX's SLURM support reads), ``"open-mpi"`` (``mpirun``'s
+  ``OMPI_MCA_orte_hnp_uri``), ``"tpu-pod"`` (``TPU_WORKER_HOSTNAMES``
+  naming several hosts) or ``"kubernetes"`` (an indexed Job:
+  ``KUBERNETES_SERVICE_HOST`` and ``JOB_COMPLETION_INDEX``); None for a
+  single process. Nothing is asked over the network, so a laptop or a
+  one-task job never waits on a coordinator.
+  """
+  env = os.environ if env is None else env
+  slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS",
+           "SLURM_PROCID", "SLURM_LOCALID")
+  if all(v in env for v in slurm) and int(env["SLURM_NTASKS"]) > 1:
+    return "slurm"
+  if "OMPI_MCA_orte_hnp_uri" in env:
+    return "open-mpi"
+  if len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1:
+    return "tpu-pod"
+  if "KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env:
+    return "kubernetes"
+  return None
+
+
+def initialize_distributed(config: ParallelConfig) -> bool:
+  """Starts ``jax.distributed`` for a multi-process run; True if started.
+
+  An explicit coordinator wins: each of ``config.coordinator_address``,
+  ``num_processes`` and ``process_id`` falls back to the environment
+  variable ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` or
+  ``JAX_PROCESS_ID``. Without one, a process that ``cluster_environment``
+  places in a SLURM, Open MPI, TPU-pod or Kubernetes job joins it through
+  ``jax.distributed.initialize()``'s own auto-detection. Otherwise nothing
+  happens (one process). Call it once per process, first thing in a
+  script's ``main``: before anything touches a JAX device.
   """
   env = os.environ
   coordinator_address = (config.coordinator_address
                          or env.get("JAX_COORDINATOR_ADDRESS"))
   num_processes, process_id = config.num_processes, config.process_id
   if not coordinator_address:
-    return False
+    if cluster_environment() is None:
+      return False
+    jax.distributed.initialize()
+    return True
   if num_processes is None and "JAX_NUM_PROCESSES" in env:
     num_processes = int(env["JAX_NUM_PROCESSES"])
   if process_id is None and "JAX_PROCESS_ID" in env:
     process_id = int(env["JAX_PROCESS_ID"])
   if num_processes is None or process_id is None:
+    missing = "num_processes" if num_processes is None else "process_id"
     raise ConfigError(
-        f"coordinator {coordinator_address!r} is given but not "
-        f"{'--num-processes' if num_processes is None else '--process-id'}; "
-        "pass both (or JAX_NUM_PROCESSES and JAX_PROCESS_ID)")
+        f"coordinator {coordinator_address!r} is given but not option "
+        f"{missing}; give both (or JAX_NUM_PROCESSES and JAX_PROCESS_ID)")
   if not 0 <= process_id < num_processes:
-    raise ConfigError(f"--process-id must be in [0, {num_processes}), got "
-                      f"{process_id}")
+    raise ConfigError(f"option process_id must be in [0, {num_processes}), "
+                      f"got {process_id}")
   jax.distributed.initialize(coordinator_address, num_processes, process_id)
   return True
 
@@ -130,7 +160,7 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
   num_devices = available if num_devices is None else num_devices
   if not 1 <= num_devices <= available or num_devices % processes:
     raise ConfigError(
-        f"--devices must be between 1 and the {available} available devices"
+        f"option devices must be between 1 and the {available} available devices"
         + (f" and a multiple of the {processes} processes" if processes > 1
            else "") + f", got {num_devices}")
   per_process = num_devices // processes
@@ -158,7 +188,7 @@ def check_divisible(batch_size: int, mesh: Mesh) -> None:
   if batch_size % mesh.size:
     raise ConfigError(
         f"batch size {batch_size} does not divide by the {mesh.size} devices; "
-        f"choose a multiple of {mesh.size} or a different --devices")
+        f"choose a multiple of {mesh.size} or a different option devices")
 
 
 def process_rows(batch_size: int, mesh: Mesh) -> slice:
@@ -252,14 +282,18 @@ def _with_specs(fn, mesh: Mesh, sharded: frozenset[int], compile_for):
   """Compiles per argument count; checks that sharded arguments divide."""
   compiled = {}
 
-  @functools.wraps(fn)
-  def call(*args):
+  def jitted(args):
     if len(args) not in compiled:
       compiled[len(args)] = compile_for(
           tuple(P(AXIS) if i in sharded else P() for i in range(len(args))))
     _check_batch_args(args, sharded, mesh)
-    return compiled[len(args)](*args)
-  return _one_at_a_time_on_cpu(call, mesh)
+    return compiled[len(args)]
+
+  @functools.wraps(fn)
+  def call(*args):
+    return jitted(args)(*args)
+  return _one_at_a_time_on_cpu(call, mesh,
+                               lower=lambda *args: jitted(args).lower(*args))
 
 
 def _pmapped(fn, mesh: Mesh, sharded: frozenset[int], out_spec: P,
@@ -269,27 +303,36 @@ def _pmapped(fn, mesh: Mesh, sharded: frozenset[int], out_spec: P,
   out_axes = None if out_spec == P() else 0
   mapped = {}
 
-  @functools.wraps(fn)
-  def call(*args):
+  def prepared(args):
+    """The pmapped function for ``args`` and the arguments split for it."""
     if len(args) not in mapped:
       mapped[len(args)] = jax.pmap(
           fn, AXIS, devices=devices, donate_argnums=donate_argnums,
           in_axes=tuple(0 if i in sharded else None for i in range(len(args))),
           out_axes=out_axes)
     _check_batch_args(args, sharded, mesh)
-    args = [jax.tree.map(_split_leading(mesh.size), a) if i in sharded else a
-            for i, a in enumerate(args)]
-    outputs = mapped[len(args)](*args)
+    return mapped[len(args)], [
+        jax.tree.map(_split_leading(mesh.size), a) if i in sharded else a
+        for i, a in enumerate(args)]
+
+  def lower(*args):
+    pmapped, args = prepared(args)
+    return pmapped.lower(*args)
+
+  @functools.wraps(fn)
+  def call(*args):
+    pmapped, args = prepared(args)
+    outputs = pmapped(*args)
     if out_axes == 0:  # [n, B / n, ...] -> [B, ...]
       outputs = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), outputs)
     if jax.process_count() > 1:  # pmap gives process-local arrays back.
       outputs = multihost_utils.host_local_array_to_global_array(
           outputs, mesh, out_spec)
     return outputs
-  return _one_at_a_time_on_cpu(call, mesh)
+  return _one_at_a_time_on_cpu(call, mesh, lower)
 
 
-def _one_at_a_time_on_cpu(call, mesh: Mesh):
+def _one_at_a_time_on_cpu(call, mesh: Mesh, lower):
   """On several CPU devices, waits for the arguments before each dispatch.
 
   XLA's in-process CPU collectives deadlock (a 40 s rendezvous timeout,
@@ -298,13 +341,16 @@ def _one_at_a_time_on_cpu(call, mesh: Mesh):
   simulated devices hung, 32 in flight did not. Waiting for the previous
   step's results keeps one step in flight; the devices share the host's
   cores, so little is lost. Accelerators keep fully asynchronous dispatch.
+  The returned function has ``lower(*args)``, as ``jax.jit`` functions do,
+  so callers can compile it ahead of time.
   """
   if mesh.size == 1 or mesh.devices.flat[0].platform != "cpu":
-    return call
-
-  @functools.wraps(call)
-  def bounded(*args):
-    return call(*jax.block_until_ready(args))
+    bounded = call
+  else:
+    @functools.wraps(call)
+    def bounded(*args):
+      return call(*jax.block_until_ready(args))
+  bounded.lower = lower
   return bounded
 
 

@@ -4,7 +4,7 @@ Figures are rendered with matplotlib's Agg backend (no display needed) and
 written atomically.
 """
 
-import io as _io
+import io
 import os
 from typing import Any, Sequence
 
@@ -14,14 +14,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from dlcore import io  # pylint: disable=wrong-import-position
+from dlcore import files  # pylint: disable=wrong-import-position
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
-  buffer = _io.BytesIO()
+  buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
   plt.close(fig)
-  io.write_atomic(path, buffer.getvalue())
+  files.write_atomic(path, buffer.getvalue())
 
 
 def plot_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike,

@@ -16,11 +16,12 @@ about MNIST accuracy.
 """
 
 import argparse
+import io
 
 import numpy as np
 from scipy import ndimage
 
-from dlcore import io
+from dlcore import files
 from dlcore.data import load_dataset
 
 
@@ -61,10 +62,10 @@ def main() -> None:
                                 args.train, rng)
   x_test, y_test = mnist_like(digits.test.images, digits.test.labels,
                               args.test, rng)
-  buffer = __import__("io").BytesIO()
+  buffer = io.BytesIO()
   np.savez_compressed(buffer, x_train=x_train, y_train=y_train,
                       x_test=x_test, y_test=y_test)
-  io.write_atomic(args.out, buffer.getvalue())
+  files.write_atomic(args.out, buffer.getvalue())
   print(f"wrote {args.out}: {len(x_train)} train and {len(x_test)} test "
         "28x28 images")
 

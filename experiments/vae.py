@@ -7,7 +7,7 @@ samples_final.png, curves.png and checkpoints/ (resume with ``--resume``).
 """
 
 from dlcore import cli, parallel
-from dlcore.adversarial import VaeConfig, train_vae
+from dlcore.vae import VaeConfig, train_vae
 from dlcore.config import parse_args
 
 

@@ -12,11 +12,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import write_npz
-from dlcore import io
+from dlcore import experiment, files
 from dlcore.checkpoint import Checkpointer
 from dlcore.errors import ConfigError, NonFiniteLossError
+from dlcore.optim import OptimizerConfig
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
-from dlcore.supervised import train as train_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,8 @@ def small_config(tmp_path, **changes) -> ClassifyConfig:
     write_npz(npz, n_train=96, n_test=30)
   return dataclasses.replace(
       ClassifyConfig(dataset=str(npz), model="mlp", epochs=3, batch_size=16,
-                     lr=3e-3, workdir=str(tmp_path / "run")), **changes)
+                     optimizer=OptimizerConfig(lr=3e-3, schedule="cosine"),
+                     workdir=str(tmp_path / "run")), **changes)
 
 
 def restore_params(workdir):
@@ -50,15 +51,22 @@ def test_cli_trains_on_digits_and_writes_every_output(tmp_path, data_dir):
        "--data-dir", data_dir, "--workdir", str(workdir)],
       cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
   assert "test accuracy" in result.stdout
-  records = io.read_jsonl(workdir / "metrics.jsonl")
+  records = files.read_jsonl(workdir / "metrics.jsonl")
   assert [r["epoch"] for r in records] == [1, 2]
   for key in ("epoch", "train_loss", "train_accuracy", "test_loss",
               "test_accuracy", "steps_per_sec"):
     assert key in records[-1]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["test_accuracy"] == records[-1]["test_accuracy"] > 0.5
-  assert summary["config"]["epochs"] == 2 and summary["train_seconds"] > 0
+  assert summary["config"]["epochs"] == 2 and "resume" not in summary["config"]
+  # The Flax MNIST CNN on 8x8 images: two 3x3 convolutions (1->32->64), two
+  # 2x2 poolings leave 2x2x64 = 256 features, then 256 -> 256 -> 10.
+  cnn_params = (9 * 32 + 32) + (9 * 32 * 64 + 64) + (256 * 256 + 256) + (
+      256 * 10 + 10)
+  assert summary["num_params"] == cnn_params
+  assert f"total: {cnn_params:,} parameters" in (workdir / "model.txt").read_text()
   assert (workdir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert Checkpointer(workdir / "checkpoints").latest_step() == 2 * (1437 // 32)
 
 
@@ -75,7 +83,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monke
   train_and_evaluate(straight, straight.workdir)
 
   interrupted = small_config(tmp_path, workdir=str(tmp_path / "interrupted"))
-  real_evaluate, calls = train_module.evaluate, []
+  real_evaluate, calls = experiment.evaluate, []
 
   def evaluate_then_crash(*args, **kwargs):
     calls.append(1)
@@ -83,12 +91,12 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monke
       raise KeyboardInterrupt
     return real_evaluate(*args, **kwargs)
 
-  monkeypatch.setattr(train_module, "evaluate", evaluate_then_crash)
+  monkeypatch.setattr(experiment, "evaluate", evaluate_then_crash)
   with pytest.raises(KeyboardInterrupt):
     train_and_evaluate(interrupted, interrupted.workdir)
-  monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+  monkeypatch.setattr(experiment, "evaluate", real_evaluate)
   assert restore_params(interrupted.workdir)[0] == 6
-  with pytest.raises(ConfigError, match="pass --resume to continue"):
+  with pytest.raises(ConfigError, match="continue it with option resume"):
     train_and_evaluate(interrupted, interrupted.workdir)
   train_and_evaluate(dataclasses.replace(interrupted, resume=True),
                      interrupted.workdir)
@@ -98,35 +106,56 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monke
   assert step_a == step_b == 18
   for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
     np.testing.assert_array_equal(a, b)
-  assert strip_timing(io.read_jsonl(tmp_path / "straight" / "metrics.jsonl")) == \
-      strip_timing(io.read_jsonl(tmp_path / "interrupted" / "metrics.jsonl"))
+  assert strip_timing(files.read_jsonl(tmp_path / "straight" / "metrics.jsonl")) == \
+      strip_timing(files.read_jsonl(tmp_path / "interrupted" / "metrics.jsonl"))
+
+
+def poisoned_npz(tmp_path, seed: int) -> tuple[str, int]:
+  """100 float images, one NaN: ``(path, step)``, the first step whose batch holds it.
+
+  With batches of 16, each epoch (6 steps) leaves 4 examples out; the
+  poisoned one is left out of epoch 1 and falls in a batch of epoch 2.
+  """
+  first, second = (np.random.default_rng([seed, epoch]).permutation(100)
+                   for epoch in (0, 1))
+  for example in first[96:]:
+    position = int(np.flatnonzero(second == example)[0])
+    if position < 96:
+      break
+  else:
+    raise AssertionError(f"seed {seed}: pick another")
+  rng = np.random.default_rng(1)
+  images = rng.random((100, 8, 8), np.float32)
+  images[example] = np.nan
+  path = tmp_path / "poisoned.npz"
+  np.savez(path, x_train=images, y_train=np.arange(100) % 4,
+           x_test=np.zeros((20, 8, 8), np.float32), y_test=np.arange(20) % 4)
+  return str(path), 6 + position // 16 + 1
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  config = small_config(tmp_path, epochs=1)
-  train_and_evaluate(config, config.workdir)  # 6 good steps, checkpointed.
-  _, good = restore_params(config.workdir)
-  exploding = dataclasses.replace(config, epochs=3, lr=1e30, resume=True)
-  # Step 7 computes its loss with good parameters, then jumps by ~1e30;
-  # step 8's logits overflow.
-  with pytest.raises(NonFiniteLossError, match="loss became NaN or infinite at step 8;"):
-    train_and_evaluate(exploding, config.workdir)
+  dataset, bad_step = poisoned_npz(tmp_path, seed=0)
+  assert 7 <= bad_step <= 12  # In epoch 2, after epoch 1's checkpoint.
+  config = small_config(tmp_path, dataset=dataset, epochs=3)
+  with pytest.raises(NonFiniteLossError,
+                     match=f"loss became NaN or infinite at step {bad_step};"):
+    train_and_evaluate(config, config.workdir)
   step, kept = restore_params(config.workdir)
-  assert step == 6
-  for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(kept)):
-    np.testing.assert_array_equal(a, b)
-  assert len(io.read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 1
-  summary = train_and_evaluate(dataclasses.replace(config, epochs=3, resume=True),
-                               config.workdir)
-  assert summary["epochs"] == 3
+  assert step == 6  # Epoch 1's checkpoint; nothing after it was saved.
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(kept))
+  assert [r["step"] for r in files.read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [6]
+  # Resuming repeats the same batches, so it stops at the same step.
+  with pytest.raises(NonFiniteLossError, match=f"at step {bad_step};"):
+    train_and_evaluate(dataclasses.replace(config, resume=True), config.workdir)
+  assert restore_params(config.workdir)[0] == 6
 
 
 @pytest.mark.parametrize("changes,message", [
     ({"dataset": "imagenette2"}, "unknown dataset 'imagenette2'"),
     ({"model": "vgg16"}, "unknown model 'vgg16'; choose one of cnn, gru"),
     ({"batch_size": 97}, "batch size 97 must be between 1 and the 96"),
-    ({"label_smoothing": 1.5}, "--label-smoothing must be in"),
-    ({"epochs": 0}, "--epochs must be at least 1"),
+    ({"label_smoothing": 1.5}, "option label_smoothing must be in"),
+    ({"epochs": 0}, "option epochs must be at least 1"),
 ])
 def test_bad_input_stops_before_training(tmp_path, changes, message):
   config = small_config(tmp_path, **changes)
@@ -161,5 +190,5 @@ def test_training_runs_on_a_tfds_dataset_by_name(tmp_path):
                           epochs=1, batch_size=8)
     summary = train_and_evaluate(config, config.workdir)
   assert summary["num_train"] == summary["num_test"] == 40
-  records = io.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+  records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
   assert [r["step"] for r in records] == [5]

@@ -119,7 +119,7 @@ def test_polyak_target_update():
 def test_gradient_clipping_bounds_the_update():
   # With SGD at lr 1, the parameter change equals the (clipped) gradient.
   max_norm = 1e-3
-  state = _state(max_grad_norm=max_norm)
+  state = _state()
   sgd = optax.chain(optax.clip_by_global_norm(max_norm), optax.sgd(1.0))
   state = state.replace(tx=sgd, opt_state=sgd.init(state.params))
   new, metrics = jax.jit(functools.partial(dqn_step, gamma=GAMMA,

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from dlcore.optim import OptimizerConfig
 from dlcore.qlearning import DqnConfig, make_dqn_program, make_dqn_train
 from dlcore.rl.envs import CONTINUOUS_ENVS, DISCRETE_ENVS, make_env
 
@@ -48,12 +49,13 @@ def test_short_run_learns_catch():
   # Random play catches the ball about one time in five: return about -0.6.
   config = DqnConfig(env="Catch-bsuite", total_steps=8_000, num_envs=10,
                      buffer_size=5_000, learning_starts=500, batch_size=32,
-                     lr=1e-3, train_every=10, target_update_every=100,
+                     optimizer=OptimizerConfig(name="adam", lr=1e-3),
+                     train_every=10, target_update_every=100,
                      log_every=2_000, eval_episodes=50)
   program = make_dqn_program(config)
   train = make_dqn_train(config)
   runner, metrics = jax.jit(train)(jax.random.PRNGKey(0))
-  assert metrics["episode_return"][0] < 0.0
+  assert metrics["return_sum"][0] / metrics["episodes"][0] < 0.0
   eval_return = jax.jit(program.evaluate)(runner.agent.params,
                                           jax.random.PRNGKey(1))
   assert float(eval_return) >= 0.8

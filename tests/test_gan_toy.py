@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax import lax
 
@@ -22,7 +23,8 @@ def _mixture(key, n):
 @pytest.mark.slow
 def test_short_run_covers_most_of_the_eight_modes():
   state = create_gan_state("mlp", (2,), jax.random.PRNGKey(0), latent_dim=8,
-                           g_lr=1e-3, d_lr=1e-3)
+                           g_tx=optax.adam(1e-3, b1=0.5),
+                           d_tx=optax.adam(1e-3, b1=0.5))
 
   def body(state, key):
     data_key, step_key = jax.random.split(key)

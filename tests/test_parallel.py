@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -53,12 +54,48 @@ def test_one_device_needs_no_coordinator(monkeypatch):
     monkeypatch.delenv(name, raising=False)
   assert not parallel.initialize_distributed(parallel.ParallelConfig())
   monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
-  with pytest.raises(ConfigError, match="not --num-processes"):
+  with pytest.raises(ConfigError, match="not option num_processes"):
     parallel.initialize_distributed(parallel.ParallelConfig())
   monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
-  with pytest.raises(ConfigError, match=r"--process-id must be in \[0, 2\), "
-                     "got 2"):
+  with pytest.raises(ConfigError, match=r"option process_id must be in "
+                     r"\[0, 2\), got 2"):
     parallel.initialize_distributed(parallel.ParallelConfig(process_id=2))
+
+
+SLURM_TWO_TASKS = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]",
+                   "SLURM_NTASKS": "2", "SLURM_PROCID": "1",
+                   "SLURM_LOCALID": "0"}
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, None),
+    (SLURM_TWO_TASKS, "slurm"),
+    ({**SLURM_TWO_TASKS, "SLURM_NTASKS": "1"}, None),  # A one-task job.
+    ({"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:1"}, "open-mpi"),
+    ({"TPU_WORKER_HOSTNAMES": "t0,t1"}, "tpu-pod"),
+    ({"TPU_WORKER_HOSTNAMES": "t0"}, None),
+    ({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, None),  # A pod, not a job.
+    ({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "JOB_COMPLETION_INDEX": "0"},
+     "kubernetes"),
+])
+def test_cluster_jobs_are_detected_from_the_environment(env, expected):
+  assert parallel.cluster_environment(env) == expected
+
+
+def test_a_cluster_job_joins_through_auto_detection(monkeypatch):
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
+               "JAX_PROCESS_ID"):
+    monkeypatch.delenv(name, raising=False)
+  calls = []
+  monkeypatch.setattr(jax.distributed, "initialize",
+                      lambda *args, **kwargs: calls.append((args, kwargs)))
+  for name, value in SLURM_TWO_TASKS.items():
+    monkeypatch.setenv(name, value)
+  assert parallel.initialize_distributed(parallel.ParallelConfig())
+  assert calls == [((), {})]  # No arguments: JAX reads SLURM's variables.
+  assert parallel.initialize_distributed(parallel.ParallelConfig(
+      coordinator_address="h:1", num_processes=2, process_id=1))
+  assert calls[-1] == (("h:1", 2, 1), {})  # Explicit flags win.
 
 
 def test_classify_flags_choose_devices_and_mechanism():

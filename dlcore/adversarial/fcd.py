@@ -21,6 +21,7 @@ classifier and sample counts.
 import dataclasses
 import json
 import pathlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +30,7 @@ import numpy as np
 from dlcore.checkpoint import Checkpointer
 from dlcore.loop import CHECKPOINT_DIR
 from dlcore.models import CNN
-from dlcore.state import TrainState, create_train_state
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
-from dlcore.supervised.train import create_optimizer
 
 
 def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
@@ -54,9 +53,9 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 class Judge:
   """A trained classifier that embeds and labels images ``[N, H, W, C]`` in [0, 1]."""
 
-  def __init__(self, state: TrainState, num_classes: int, test_accuracy: float,
+  def __init__(self, params: Any, num_classes: int, test_accuracy: float,
                batch_size: int = 500):
-    variables = {"params": state.params}
+    variables = {"params": params}
     model = CNN(num_classes)
     self.test_accuracy = test_accuracy
     self._batch_size = batch_size
@@ -98,10 +97,7 @@ def load_or_train_judge(dataset: str, image_shape: tuple[int, ...],
     probe.close()
     train_and_evaluate(dataclasses.replace(config, resume=resume), directory)
   summary = json.loads(summary_path.read_text())
-  template = create_train_state(
-      CNN(num_classes), create_optimizer(config, 1),
-      jnp.zeros((1, *image_shape)), jax.random.PRNGKey(0))
   checkpointer = Checkpointer(directory / CHECKPOINT_DIR)
-  state, _ = checkpointer.restore_latest(template)
+  state, _ = checkpointer.restore_latest()  # Nested dicts of arrays.
   checkpointer.close()
-  return Judge(state, num_classes, summary["test_accuracy"])
+  return Judge(state["params"], num_classes, summary["test_accuracy"])

@@ -41,25 +41,30 @@ def _init(model, tx, *inputs, key) -> TrainState:
                            tx=tx, batch_stats=variables.get("batch_stats", {}))
 
 
+DCGAN_ADAM = optax.adam(2e-4, b1=0.5)  # Radford et al. (2016), both networks.
+
+
 def create_gan_state(arch: str, image_shape: Sequence[int], key: jax.Array, *,
                      batch_size: int = 2, num_classes: int = 0,
-                     latent_dim: int = 64, g_lr: float = 2e-4,
-                     d_lr: float = 2e-4, beta1: float = 0.5,
-                     beta2: float = 0.999) -> GANState:
+                     latent_dim: int = 64,
+                     g_tx: optax.GradientTransformation = DCGAN_ADAM,
+                     d_tx: optax.GradientTransformation = DCGAN_ADAM,
+                     dtype=jnp.float32) -> GANState:
   """A fresh ``GANState`` for ``arch`` ("mlp" or "dcgan") making images ``(H, W, C)``.
 
-  Both networks get Adam (``beta1`` 0.5 as in DCGAN) with their own
-  learning rates. ``batch_size`` only sizes the initialisation inputs.
+  ``g_tx`` and ``d_tx`` update the generator and the discriminator (by
+  default DCGAN's Adam, learning rate 2e-4, beta1 0.5); the networks compute
+  in ``dtype`` with float32 parameters. ``batch_size`` only sizes the
+  initialisation inputs.
   """
-  generator, discriminator = create_gan_models(arch, image_shape, num_classes)
+  generator, discriminator = create_gan_models(arch, image_shape, num_classes,
+                                               dtype=dtype)
   g_key, d_key = jax.random.split(key)
   z = jnp.zeros((batch_size, latent_dim))
   labels = jnp.zeros((batch_size,), jnp.int32) if num_classes else None
-  g_state = _init(generator, optax.adam(g_lr, beta1, beta2), z, labels,
-                  key=g_key)
+  g_state = _init(generator, g_tx, z, labels, key=g_key)
   images = jnp.zeros((batch_size, *image_shape))
-  d_state = _init(discriminator, optax.adam(d_lr, beta1, beta2), images, labels,
-                  key=d_key)
+  d_state = _init(discriminator, d_tx, images, labels, key=d_key)
   return GANState(generator=g_state, discriminator=d_state,
                   step=jnp.zeros((), jnp.int32), latent_dim=latent_dim,
                   num_classes=num_classes)
@@ -73,4 +78,4 @@ def sample(state: GANState, z: jax.Array,
                     labels, train=False)
 
 
-__all__ = ["GANState", "create_gan_state", "sample"]
+__all__ = ["DCGAN_ADAM", "GANState", "create_gan_state", "sample"]

@@ -1,4 +1,4 @@
-"""``DqnConfig``: every option of a DQN run, with the reference defaults.
+"""``DqnConfig``: every --of a DQN run, with the reference defaults.
 
 The defaults are the common CartPole-v1 reference hyperparameters (CleanRL
 ``dqn_jax.py``, PureJaxRL ``dqn.py``): 500k environment steps over 10
@@ -11,7 +11,7 @@ options into one-sentence ``ConfigError`` s before anything is written.
 
 import dataclasses
 
-from dlcore import parallel
+from dlcore import optim, parallel
 from dlcore.config import check_positive, field
 from dlcore.errors import ConfigError
 from dlcore.qlearning.steps import TD_LOSSES
@@ -37,14 +37,14 @@ class DqnConfig(parallel.ParallelConfig):
   seed: int = field(0, "base seed; seed i trains from split(PRNGKey(seed))[i]")
   buffer_size: int = field(10_000, "replay buffer capacity (transitions)")
   batch_size: int = field(128, "transitions per gradient update")
-  lr: float = field(2.5e-4, "Adam learning rate")
+  optimizer: optim.OptimizerConfig = field(
+      optim.OptimizerConfig(name="adam", lr=2.5e-4), "the Q-network's "
+      "optimizer (schedules count gradient updates)")
   gamma: float = field(0.99, "discount factor")
   double: bool = field(False, "Double DQN target (online argmax, target value)")
   dueling: bool = field(False, "dueling head: V(s) + A(s, a) - mean A(s, .)")
   loss: str = field("mse", "TD loss: squared error or Huber (delta 1)",
                     choices=LOSSES)
-  max_grad_norm: float = field(0.0, "clip gradients to this global norm "
-                               "(0: no clipping)")
   learning_starts: int = field(10_000, "environment steps before learning")
   train_every: int = field(10, "environment steps per gradient update")
   target_update_every: int = field(500, "environment steps between target "
@@ -62,6 +62,8 @@ class DqnConfig(parallel.ParallelConfig):
   checkpoint_every: int = field(100_000, "environment steps between "
                                 "checkpoints (rounded up to whole chunks; "
                                 "the final agent is always saved)")
+  dtype: str = field("float32", "the Q-network's computation dtype; "
+                     "parameters stay float32", choices=("float32", "bfloat16"))
   workdir: str = field("runs/dqn", "where metrics, summary, plot and "
                        "checkpoints go")
   resume: bool = field(False, "continue from the latest checkpoint in workdir")
@@ -77,36 +79,38 @@ def check_config(config: DqnConfig) -> None:
     raise ConfigError(f"unknown loss {config.loss!r}; choose one of "
                       f"{', '.join(LOSSES)}")
   if config.batch_size > config.buffer_size:
-    raise ConfigError(f"--batch-size {config.batch_size} is larger than the "
-                      f"replay buffer (--buffer-size {config.buffer_size}); "
-                      "lower the batch or enlarge the buffer")
+    raise ConfigError(f"option batch_size {config.batch_size} is larger "
+                      "than the replay buffer (option buffer_size "
+                      f"{config.buffer_size}); lower the batch or enlarge the "
+                      "buffer")
   if config.buffer_size < config.learning_starts:
-    raise ConfigError(f"--buffer-size {config.buffer_size} is smaller than "
-                      f"--learning-starts {config.learning_starts}, so the "
+    raise ConfigError(f"option buffer_size {config.buffer_size} is smaller "
+                      f"than option learning_starts {config.learning_starts}, "
+                      "so the "
                       "first transitions would be overwritten before learning "
                       "starts; enlarge the buffer or start learning earlier")
   if config.num_envs > config.buffer_size:
-    raise ConfigError(f"--num-envs {config.num_envs} is larger than the "
-                      f"replay buffer (--buffer-size {config.buffer_size})")
+    raise ConfigError(f"option num_envs {config.num_envs} is larger than the "
+                      "replay buffer (option buffer_size "
+                      f"{config.buffer_size})")
   if (config.train_every % config.num_envs
       and config.num_envs % config.train_every):
-    raise ConfigError(f"--train-every {config.train_every} and --num-envs "
-                      f"{config.num_envs} must divide one another (one "
-                      "vectorised step adds --num-envs environment steps)")
+    raise ConfigError(f"option train_every {config.train_every} and option "
+                      f"num_envs {config.num_envs} must divide one another "
+                      "(one vectorised step adds num_envs environment steps)")
   if config.target_update_every % config.train_every:
-    raise ConfigError(f"--target-update-every {config.target_update_every} "
-                      "must be a multiple of --train-every "
+    raise ConfigError("option target_update_every "
+                      f"{config.target_update_every} must be a multiple of "
+                      "option train_every "
                       f"{config.train_every}")
   if not 0.0 < config.tau <= 1.0:
-    raise ConfigError(f"--tau must be in (0, 1], got {config.tau}")
+    raise ConfigError(f"option tau must be in (0, 1], got {config.tau}")
   if not 0.0 <= config.gamma <= 1.0:
-    raise ConfigError(f"--gamma must be in [0, 1], got {config.gamma}")
-  if not config.lr > 0.0:
-    raise ConfigError(f"--lr must be positive, got {config.lr}")
+    raise ConfigError(f"option gamma must be in [0, 1], got {config.gamma}")
   if not 0.0 < config.exploration_fraction <= 1.0:
-    raise ConfigError("--exploration-fraction must be in (0, 1], got "
+    raise ConfigError("option exploration_fraction must be in (0, 1], got "
                       f"{config.exploration_fraction}")
   for name in ("epsilon_start", "epsilon_end"):
     if not 0.0 <= getattr(config, name) <= 1.0:
-      raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got "
+      raise ConfigError(f"option {name} must be in [0, 1], got "
                         f"{getattr(config, name)}")

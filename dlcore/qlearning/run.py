@@ -1,43 +1,41 @@
 """A DQN experiment in a workdir: ``train_and_evaluate(config, workdir)``.
 
-Trains ``config.seeds`` seeds at once (``jax.vmap(chunk)``), one compiled
-chunk of ``config.log_every`` environment steps per call, the seeds spread
-evenly over ``seed_mesh(config)``'s devices by ``config.parallel`` (seeds
-are independent: no communication, and each seed's numbers do not depend on
-the device count). Writes into ``workdir`` (process 0 only):
+Trains ``config.seeds`` seeds at once (``jax.vmap(chunk)``) on the common
+loop (``dlcore.loop.train``): one call is one compiled chunk of
+``config.log_every`` environment steps, the seeds spread evenly over
+``seed_mesh(config)``'s devices by ``config.parallel`` (seeds are
+independent: no communication, and each seed's numbers do not depend on
+the device count). Writes into ``workdir`` (process 0 only) what the loop
+writes — ``metrics.jsonl`` (one record per chunk: environment steps per
+seed, the mean return of the episodes finished in it per seed and mean,
+mean loss, Q value and gradient norm, epsilon, seconds, env steps/s),
+``tensorboard/``, ``model.txt`` and ``checkpoints/`` (the full runner
+state: agents, replay buffers, environment states, keys; ``resume=True``
+continues exactly) — and:
 
-- ``metrics.jsonl``: one record per chunk: environment steps (per seed),
-  the mean return of the episodes finished in the chunk (per seed and mean),
-  mean loss, Q value and gradient norm, epsilon, seconds, env steps/s;
 - ``summary.json``: per-seed and mean final greedy ``eval_return``,
   ``env_steps_per_sec`` (all seeds; ``..._per_seed`` too),
-  ``train_seconds`` (compiled chunks only), ``compile_seconds`` (compilation
-  and one warm-up chunk), ``num_devices``, the config;
+  ``train_seconds`` (compiled chunks only), ``compile_seconds`` (ahead of
+  time), ``num_devices``, the config;
 - ``returns.png``: training return against environment steps, mean over
-  seeds with the min-max spread, and the loss;
-- ``checkpoints/``: the full runner state (agents, replay buffers,
-  environment states, keys) every ``checkpoint_every`` steps and at the end,
-  so ``resume=True`` continues exactly where the run stopped.
+  seeds with the min-max spread, and the loss.
 
 Every option is checked before the workdir is touched; a NaN or infinite
-loss stops the run with ``NonFiniteLossError`` before anything of the bad
-chunk is saved.
+loss stops the run with ``NonFiniteLossError`` before the bad chunk is
+saved.
 """
 
+import itertools
 import pathlib
-import time
 from typing import Any
 
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-import tqdm
 
-from dlcore import io, parallel, plots
-from dlcore.checkpoint import Checkpointer
-from dlcore.config import to_dict
-from dlcore.errors import ConfigError, NonFiniteLossError
-from dlcore.loop import CHECKPOINT_DIR, METRICS_FILE, restore_or_start
+from dlcore import files, loop, parallel, plots
+from dlcore.config import experiment_dict
+from dlcore.errors import ConfigError
 from dlcore.qlearning.config import DqnConfig
 from dlcore.qlearning.train import make_dqn_program
 
@@ -57,17 +55,20 @@ def seed_mesh(config: DqnConfig) -> jax.sharding.Mesh:
   else:
     count = config.devices
     if count >= 1 and config.seeds % count:
-      raise ConfigError(f"--seeds {config.seeds} does not divide by --devices "
-                        f"{count}; choose a multiple of {count} seeds or "
-                        "a --devices that divides the seeds")
+      raise ConfigError(f"option seeds {config.seeds} does not divide by "
+                        f"option devices {count}; choose a multiple of "
+                        f"{count} seeds or devices that divide the seeds")
   return parallel.data_mesh(count)
 
 
 def _per_seed(fn, mesh, mechanism: str, **options):
-  """``jax.vmap(fn)`` over seeds, the seeds split over ``mesh`` (outputs too)."""
-  def mapped(xs, *, axis_name):
+  """``fn`` vmapped over its first argument's seeds, split over ``mesh`` (outputs too).
+
+  Further arguments (a step's batch and key) are shared by every seed.
+  """
+  def mapped(xs, *rest, axis_name):
     del axis_name  # Seeds are independent: no collective.
-    return jax.vmap(fn)(xs)
+    return jax.vmap(lambda x: fn(x, *rest))(xs)
   return parallel.wrap(mapped, mesh, mechanism, sharded_argnums=(0,),
                        shard_outputs=True, **options)
 
@@ -76,22 +77,23 @@ def _finite_or_none(value: float) -> float | None:
   return float(value) if np.isfinite(value) else None
 
 
-def _record(metrics: dict[str, np.ndarray], seconds: float) -> dict[str, Any]:
-  """The ``metrics.jsonl`` record of one chunk (``metrics`` leaves ``[seeds]``)."""
-  per_seed = [_finite_or_none(r) for r in metrics["episode_return"]]
+def summarize(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
+  """The record of the chunks since the last one (leaves ``[chunks, seeds]``)."""
+  episodes = metrics["episodes"].sum(0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    per_seed = [_finite_or_none(r)
+                for r in metrics["return_sum"].sum(0) / episodes]
   finished = [r for r in per_seed if r is not None]
-  steps = int(metrics["env_steps"][0])
-  learned = metrics["updates"] > 0
-  record = {"step": steps, "seconds": seconds,
-            "episode_return": float(np.mean(finished)) if finished else None,
+  learned = metrics["updates"][-1] > 0
+  record = {"episode_return": float(np.mean(finished)) if finished else None,
             "episode_return_per_seed": per_seed,
-            "episodes": int(np.sum(metrics["episodes"])),
-            "updates": int(metrics["updates"][0]),
-            "epsilon": float(metrics["epsilon"][0])}
+            "episodes": int(episodes.sum()),
+            "updates": int(metrics["updates"][:, 0].sum()),
+            "epsilon": float(metrics["epsilon"][-1, 0])}
   for name in ("loss", "q_mean", "grad_norm"):
-    if name not in metrics:  # grad_norm is reported only when clipping.
-      continue
-    record[name] = float(np.mean(metrics[name])) if learned.all() else None
+    if name in metrics:  # grad_norm is reported only when clipping.
+      record[name] = (float(np.mean(metrics[name][-1])) if learned.all()
+                      else None)
   return record
 
 
@@ -121,76 +123,64 @@ def plot_returns(records: list[dict[str, Any]], path: pathlib.Path,
 
 
 def train_and_evaluate(config: DqnConfig,
-                       workdir: str | pathlib.Path) -> dict[str, Any]:
-  """Trains, evaluates greedily and writes the workdir; returns the summary."""
+                       workdir: str | pathlib.Path | None = None) -> dict[str, Any]:
+  """Trains, evaluates greedily and writes the workdir; returns the summary.
+
+  ``workdir``, when given, replaces ``config.workdir``.
+  """
+  workdir = pathlib.Path(workdir or config.workdir)
   program = make_dqn_program(config)  # Validates before touching the workdir.
   mesh = seed_mesh(config)
-  workdir = io.prepare_workdir(workdir)
+  workdir = files.prepare_workdir(workdir)
   keys = parallel.shard_batch(np.asarray(seed_keys(config)), mesh)
-  init = _per_seed(program.init, mesh, config.parallel)
-  runners = init(keys)
-  checkpointer = Checkpointer(workdir / CHECKPOINT_DIR)
-  try:
-    runners, start, records = restore_or_start(runners, workdir, config.resume,
-                                               checkpointer)
-    tic = time.perf_counter()
-    chunk = _per_seed(program.chunk, mesh, config.parallel, donate_argnums=0)
-    jax.block_until_ready(chunk(init(keys)))  # Compiles, on a throwaway run.
-    compile_seconds = time.perf_counter() - tic
-    total = program.num_chunks * program.steps_per_chunk
-    chunks_per_checkpoint = -(-config.checkpoint_every
-                              // program.steps_per_chunk)
-    bar = tqdm.tqdm(total=total, initial=start,
-                    desc=f"DQN on {config.env}, {mesh.size} device(s)",
-                    unit="step", unit_scale=True, dynamic_ncols=True)
-    with bar:
-      for index in range(start // program.steps_per_chunk, program.num_chunks):
-        tic = time.perf_counter()
-        runners, metrics = chunk(runners)
-        metrics = jax.device_get(metrics)
-        record = _record(metrics, time.perf_counter() - tic)
-        bad_steps = metrics["first_nonfinite_step"]
-        if np.any(bad_steps >= 0):
-          raise NonFiniteLossError(int(bad_steps[bad_steps >= 0].min()), "loss")
-        records.append(record)
-        if parallel.is_main_process():
-          io.write_jsonl(workdir / METRICS_FILE, records)
-        done = index + 1
-        if done % chunks_per_checkpoint == 0 or done == program.num_chunks:
-          checkpointer.save(record["step"], runners,
-                            meta={"step": record["step"]})
-        bar.set_postfix(return_=record["episode_return"],
-                        epsilon=round(record["epsilon"], 3), refresh=False)
-        bar.update(program.steps_per_chunk)
-  finally:
-    checkpointer.close()
-
+  chunk_length = program.steps_per_chunk
+  every = loop.LoopConfig(
+      log_every=chunk_length, eval_every=0, sample_every=0,
+      checkpoint_every=-(-config.checkpoint_every // chunk_length)
+      * chunk_length)
+  evaluate_seeds = jax.jit(jax.vmap(program.evaluate))
   eval_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, EVAL_STREAM)
-  eval_returns = jax.device_get(jax.jit(jax.vmap(program.evaluate))(
-      runners.agent.params, eval_keys))
+
+  def evaluate(runners) -> dict[str, Any]:
+    returns = jax.device_get(evaluate_seeds(runners.agent.params, eval_keys))
+    return {"eval_return": float(np.mean(returns)),
+            "eval_return_per_seed": [float(r) for r in returns]}
+
+  # The runner carries its own keys: the loop's batch and key go unused.
+  chunk = _per_seed(lambda runner, batch, key: program.chunk(runner), mesh,
+                    config.parallel, donate_argnums=0)
+  runners, history = loop.train(
+      _per_seed(program.init, mesh, config.parallel)(keys), chunk,
+      lambda start: itertools.repeat(None), key=jax.random.PRNGKey(config.seed),
+      num_steps=program.num_chunks * chunk_length, workdir=workdir,
+      every=every, evaluate=evaluate, resume=config.resume,
+      config=experiment_dict(config), steps_per_call=chunk_length,
+      summarize=summarize, desc=f"DQN on {config.env}, {mesh.size} device(s)")
+  del runners
   if parallel.is_main_process():
-    plot_returns(records, workdir / "returns.png", config.env)
-  train_seconds = sum(r["seconds"] for r in records)
-  trained_steps = records[-1]["step"]
+    plot_returns(history.records, workdir / "returns.png", config.env)
+  last = history.last
+  trained_steps = history.records[-1]["step"]
   summary = {
       "env": config.env,
-      "eval_return": float(np.mean(eval_returns)),
-      "eval_return_per_seed": [float(r) for r in eval_returns],
-      "eval_return_std": float(np.std(eval_returns)),
+      "eval_return": last["eval_return"],
+      "eval_return_per_seed": last["eval_return_per_seed"],
+      "eval_return_std": float(np.std(last["eval_return_per_seed"])),
       "eval_episodes": config.eval_episodes,
       "env_steps": trained_steps,
       "seeds": config.seeds,
-      "train_seconds": train_seconds,
-      "compile_seconds": compile_seconds,
-      "env_steps_per_sec": config.seeds * trained_steps / train_seconds,
-      "env_steps_per_sec_per_seed": trained_steps / train_seconds,
+      "train_seconds": history.train_seconds,
+      "compile_seconds": history.compile_seconds,
+      "env_steps_per_sec": config.seeds * trained_steps / history.train_seconds,
+      "env_steps_per_sec_per_seed": trained_steps / history.train_seconds,
       "env_steps_per_sec_measures": (
           "environment steps per second of the compiled training chunks "
           "(acting, storing, sampling and learning), all seeds together, "
           "excluding compilation, checkpoints and evaluation"),
+      "num_params": history.num_params,
       "device": jax.devices()[0].device_kind,
       "num_devices": mesh.size,
-      "config": to_dict(config)}
+      "config": experiment_dict(config)}
   if parallel.is_main_process():
-    io.write_json(workdir / "summary.json", summary)
+    files.write_json(workdir / "summary.json", summary)
   return summary

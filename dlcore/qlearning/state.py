@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from dlcore import optim
 from dlcore.models.qnetworks import create_q_network
 
 
@@ -25,24 +26,27 @@ class DQNState(train_state.TrainState):
   target_params: Any = None
 
 
-def create_optimizer(lr: float, max_grad_norm: float = 0.0):
-  """Adam at ``lr``, after global-norm clipping when ``max_grad_norm > 0``."""
-  if max_grad_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm),
-                       optax.adam(lr))
-  return optax.adam(lr)
+def num_updates(config) -> int:
+  """Gradient updates in a run of a ``DqnConfig``: what optimizer schedules count."""
+  return max(1, (config.total_steps - config.learning_starts)
+             // config.train_every)
 
 
 def create_dqn_state(config, obs_shape: Sequence[int], num_actions: int,
-                     key: jax.Array) -> DQNState:
-  """A fresh agent for a ``DqnConfig`` (uses ``dueling``, ``lr``, ``max_grad_norm``).
+                     key: jax.Array,
+                     tx: optax.GradientTransformation | None = None) -> DQNState:
+  """A fresh agent for a ``DqnConfig`` (uses ``dueling``, ``dtype``, ``optimizer``).
 
-  The target network starts as a copy of the online network.
+  ``tx`` (default: built from ``config.optimizer``) updates the online
+  network; the target network starts as a copy of it.
   """
-  network = create_q_network(obs_shape, num_actions, dueling=config.dueling)
+  network = create_q_network(obs_shape, num_actions, dueling=config.dueling,
+                             dtype=jnp.dtype(config.dtype))
   params = jax.jit(network.init)(
       key, jnp.zeros((1, *obs_shape), jnp.float32))["params"]
+  if tx is None:
+    tx = optim.create_optimizer(config.optimizer, num_updates(config))
   return DQNState.create(
       apply_fn=network.apply, params=params,
       target_params=jax.tree.map(jnp.copy, params),  # Own buffers: donatable.
-      tx=create_optimizer(config.lr, config.max_grad_norm))
+      tx=tx)

@@ -137,9 +137,9 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
   update = functools.partial(
       dqn_step, gamma=config.gamma, double=config.double, loss=config.loss,
       target_update_period=config.target_update_every // config.train_every,
-      tau=config.tau, report_grad_norm=config.max_grad_norm > 0)
+      tau=config.tau, report_grad_norm=config.optimizer.clip_norm > 0)
   update_metrics = ("loss", "q_mean") + (
-      ("grad_norm",) if config.max_grad_norm > 0 else ())
+      ("grad_norm",) if config.optimizer.clip_norm > 0 else ())
 
   def init(key: jax.Array) -> Runner:
     agent_key, reset_key, key = jax.random.split(key, 3)
@@ -199,30 +199,23 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
   def chunk(runner: Runner) -> tuple[Runner, dict[str, jax.Array]]:
     """``iters_per_chunk`` iterations; returns per-chunk summary scalars.
 
-    ``episode_return`` is the mean return of the episodes that ended in the
-    chunk (NaN if none did); ``loss``, ``q_mean`` (and ``grad_norm`` when
-    gradients are clipped) are means
-    over the chunk's updates (0 if none); ``epsilon`` is the rate at its end;
-    ``first_nonfinite_step`` is the environment step of the first update
-    with a NaN or infinite loss (-1 if none).
+    ``episodes`` ended in the chunk with returns summing to ``return_sum``
+    (their mean return is the ratio); ``loss``, ``q_mean`` (and
+    ``grad_norm`` when gradients are clipped) are means over the chunk's
+    updates (0 if none; NaN if any was NaN); ``epsilon`` is the rate at its
+    end. Every value is finite unless learning diverged.
     """
-    first_iteration = runner.iteration
     runner, outs = lax.scan(iteration, runner, None, length=iters_per_chunk)
-    episodes = jnp.sum(outs["episodes"])
     learned = outs["updates"] > 0
-    bad = learned & ~jnp.isfinite(outs["loss"])
-    first_bad = jnp.where(jnp.any(bad), (first_iteration + jnp.argmax(bad) + 1)
-                          * num_envs, -1)
     num_learned = jnp.maximum(jnp.sum(learned), 1)
     summary = {k: jnp.sum(jnp.where(learned, outs[k], 0.0)) / num_learned
                for k in update_metrics}
     return runner, {
         "env_steps": runner.iteration * num_envs,
-        "episodes": episodes,
-        "episode_return": jnp.sum(outs["return_sum"]) / episodes,
+        "episodes": jnp.sum(outs["episodes"]),
+        "return_sum": jnp.sum(outs["return_sum"]),
         "updates": jnp.sum(outs["updates"]),
         "epsilon": epsilon(runner.iteration * num_envs),
-        "first_nonfinite_step": first_bad,
         **summary}
 
   network = create_q_network(obs_shape, num_actions, dueling=config.dueling)

@@ -2,8 +2,10 @@
 
 ``train_step(state, batch, key) -> (state, metrics)`` takes a batch
 ``{"image": [B, ...], "label": [B] or [B, D]}`` and a key for dropout.
-``eval_step(state, batch) -> sums`` takes a batch with a ``mask`` ``[B]``
-and returns sums over real examples, so partial batches count exactly.
+``eval_step(state, batch) -> metrics`` takes a batch with a ``mask`` ``[B]``
+and returns mergeable ``dlcore.metrics.Average`` s over real examples, so
+partial batches count exactly. ``classifier_objective`` bundles them with
+an ``init`` as a ``dlcore.objective.Objective``.
 
 Both accept ``axis_name``: under ``jax.pmap`` / ``jax.shard_map`` over that
 axis, gradients, BatchNorm statistics and metrics are averaged (or summed)
@@ -15,16 +17,20 @@ optional label smoothing) or ``"regression"`` (mean squared error).
 Bind the keyword options with ``functools.partial`` before ``jax.jit``.
 """
 
+import functools
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 from dlcore import losses
-from dlcore.state import TrainState
+from dlcore.metrics import Average
+from dlcore.objective import Metrics, Objective
+from dlcore.state import TrainState, create_train_state
 
-Metrics = dict[str, jax.Array]
 TASKS = ("classification", "regression")
 
 
@@ -79,21 +85,36 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   return state, metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
-              task: str = "classification",
-              axis_name: str | None = None) -> Metrics:
-  """Sums over unmasked examples: ``loss``, ``accuracy`` (classification), ``count``."""
+def eval_step(state: TrainState, batch: dict[str, jax.Array],
+              key: jax.Array | None = None, *, task: str = "classification",
+              axis_name: str | None = None) -> dict[str, Average]:
+  """Masked averages ``loss`` (and ``accuracy`` for classification), summed over devices."""
+  del key  # Evaluation is deterministic.
   outputs, _ = _apply(state, state.params, batch["image"], train=False)
   loss, extra = _per_example(outputs, batch["label"], task, 0.0)
-  mask = batch.get("mask", jnp.ones(loss.shape, jnp.float32))
-  sums = {"loss": jnp.sum(loss * mask), "count": jnp.sum(mask),
-          **{k: jnp.sum(v * mask) for k, v in extra.items()}}
+  mask = batch.get("mask")
+  sums = {"loss": Average.of(loss, mask),
+          **{k: Average.of(v, mask) for k, v in extra.items()}}
   if axis_name is not None:
     sums = lax.psum(sums, axis_name)
   return sums
 
 
-def mean_of_sums(sums: dict[str, Any]) -> dict[str, float]:
-  """``{name: sum / count}`` from summed eval metrics (host side)."""
-  count = float(sums["count"])
-  return {k: float(v) / count for k, v in sums.items() if k != "count"}
+def classifier_objective(model: nn.Module, tx: optax.GradientTransformation,
+                         *, task: str = "classification",
+                         label_smoothing: float = 0.0,
+                         frozen: tuple[str, ...] = ()) -> Objective:
+  """Supervised learning of ``model`` (``[B, ...] -> [B, K]``) as an ``Objective``.
+
+  ``init(key, batch)`` builds a ``TrainState`` on one example of
+  ``batch["image"]``; ``frozen`` are the path patterns whose parameters and
+  BatchNorm statistics stay fixed (``dlcore.optim``).
+  """
+  def init(key: jax.Array, batch: dict[str, Any]) -> TrainState:
+    return create_train_state(model, tx, jnp.asarray(batch["image"][:1]), key,
+                              frozen=frozen)
+  return Objective(
+      init=init,
+      train_step=functools.partial(train_step, task=task,
+                                   label_smoothing=label_smoothing),
+      eval_step=functools.partial(eval_step, task=task))

@@ -32,12 +32,12 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from dlcore import parallel
-from dlcore.adversarial import (GanConfig, create_gan_state, create_vae_state,
-                                gan_step, train_gan, vae_step)
+from dlcore.adversarial import GanConfig, create_gan_state, gan_step, train_gan
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import Split, load_dataset
 from dlcore.errors import ConfigError
-from dlcore.io import read_jsonl
+from dlcore.experiment import evaluate
+from dlcore.files import read_jsonl
 from dlcore.loop import CHECKPOINT_DIR, METRICS_FILE
 from dlcore.models import ResNet, create_classifier
 from dlcore.qlearning import DqnConfig
@@ -46,8 +46,9 @@ from dlcore.qlearning.run import seed_mesh
 from dlcore.qlearning.state import create_dqn_state
 from dlcore.qlearning.steps import dqn_step
 from dlcore.state import create_train_state
-from dlcore.supervised import ClassifyConfig, evaluate, train_and_evaluate
+from dlcore.supervised import ClassifyConfig, train_and_evaluate
 from dlcore.supervised.steps import eval_step, train_step
+from dlcore.vae import create_vae_state, vae_step
 
 DEVICES = 8
 # A fresh TFDS directory (the launcher's tmp_path), never the user's cache.
@@ -330,7 +331,7 @@ def test_gan_training_on_8_devices_matches_one_device(tmp_path):
   npz = tmp_path / "unlabelled.npz"  # No labels: no FCD classifier to train.
   np.savez(npz, x_train=images[:64], x_test=images[64:96])
   config = GanConfig(dataset=str(npz), arch="mlp", steps=4, batch_size=16,
-                     latent_dim=8, sample_every=2)
+                     latent_dim=8, log_every=2, sample_every=2)
   runs = {}
   for devices in (8, 1):
     workdir = tmp_path / f"on_{devices}"
@@ -376,6 +377,6 @@ def test_dqn_uses_the_most_devices_that_divide_the_seeds():
   assert seed_mesh(DqnConfig(seeds=12)).size == 6
   assert seed_mesh(DqnConfig(seeds=16)).size == 8
   assert seed_mesh(DqnConfig(seeds=7)).size == 7
-  with pytest.raises(ConfigError, match="--seeds 6 does not divide by "
-                     "--devices 4"):
+  with pytest.raises(ConfigError, match="option seeds 6 does not divide by "
+                     "option devices 4"):
     seed_mesh(DqnConfig(seeds=6, devices=4))

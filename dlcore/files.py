@@ -1,7 +1,9 @@
 """Writing results into a workdir without ever leaving a half-written file.
 
-Every file is written to a temporary name in the same directory and renamed
-over the target, which is atomic on POSIX file systems.
+Whole files are written to a temporary name in the same directory and
+renamed over the target, which is atomic on POSIX file systems. The metrics
+log is appended to, one JSON line per record and fsynced; a line cut short
+by a crash is skipped when the log is read back.
 """
 
 import json
@@ -23,7 +25,7 @@ def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
   except OSError as e:
     raise ConfigError(
         f"workdir {str(path)!r} is not writable ({e.strerror or e}); "
-        "choose another with --workdir") from None
+        "choose another with option workdir") from None
   return path
 
 
@@ -47,13 +49,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """The records of a JSON-lines file; a last line cut short by a crash is skipped."""
   path = pathlib.Path(path)
   if not path.exists():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line]
+  records = []
+  for line in path.read_text().splitlines():
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      continue  # Only an unfinished last line can be malformed.
+  return records
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
   """Rewrites ``path`` with ``records``, one JSON object per line, atomically."""
   text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
   write_atomic(path, text.encode())
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+  """Appends ``records`` to ``path``, one JSON object per line, and fsyncs."""
+  text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())

@@ -1,0 +1,189 @@
+"""The one loop: cadences, writers, AOT compilation, resume refusal, preemption."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tensorboardX.proto import event_pb2
+
+from conftest import write_npz
+from dlcore import files, loop
+from dlcore.checkpoint import Checkpointer
+from dlcore.errors import ConfigError
+from dlcore.optim import OptimizerConfig
+from dlcore.supervised import ClassifyConfig, train_and_evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def small_config(tmp_path, **changes) -> ClassifyConfig:
+  npz = tmp_path / "small.npz"
+  if not npz.exists():
+    write_npz(npz, n_train=96, n_test=30)
+  return dataclasses.replace(
+      ClassifyConfig(dataset=str(npz), model="mlp", epochs=2, batch_size=16,
+                     optimizer=OptimizerConfig(lr=3e-3),
+                     workdir=str(tmp_path / "run")), **changes)
+
+
+def tensorboard_scalars(directory: pathlib.Path) -> dict[str, dict[int, float]]:
+  """``{tag: {step: value}}`` read from TFRecord event files without TensorFlow.
+
+  A record is: length (uint64), its masked CRC (uint32), the ``Event``
+  proto, the proto's masked CRC (uint32).
+  """
+  scalars: dict[str, dict[int, float]] = {}
+  for path in sorted(directory.glob("events.out.tfevents.*")):
+    data = path.read_bytes()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack("<Q", data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        if value.HasField("simple_value"):
+          scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints")
+                .iterdir() if p.name.isdigit())
+
+
+def test_cadences_are_independent_and_tensorboard_holds_the_records(tmp_path):
+  config = small_config(tmp_path, log_every=2, eval_every=6,
+                        checkpoint_every=4)  # 12 steps: 6 per epoch.
+  train_and_evaluate(config)
+  records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+  assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]
+  assert [r["step"] for r in records if "test_loss" in r] == [6, 12]
+  assert all("train_loss" in r for r in records)
+  assert [r["epoch"] for r in records if r["step"] % 6 == 0] == [1, 2]
+  assert checkpoint_steps(config.workdir) == [4, 8, 12]  # The newest three.
+  scalars = tensorboard_scalars(tmp_path / "run" / "tensorboard")
+  assert sorted(scalars["train_loss"]) == [2, 4, 6, 8, 10, 12]
+  for record in records:
+    for name in ("train_loss", "train_accuracy", "test_loss"):
+      if name in record:
+        assert scalars[name][record["step"]] == pytest.approx(
+            record[name], rel=1e-6)
+
+
+def test_resume_with_different_options_is_refused_naming_them(tmp_path):
+  config = small_config(tmp_path, epochs=1)
+  train_and_evaluate(config)
+  changed = dataclasses.replace(
+      config, resume=True, batch_size=8,
+      optimizer=dataclasses.replace(config.optimizer, lr=1e-3))
+  with pytest.raises(ConfigError, match=r"cannot resume: option batch_size, "
+                     r"option optimizer\.lr differ from the run checkpointed"):
+    train_and_evaluate(changed)
+  # Options that do not change what is computed may differ.
+  same = dataclasses.replace(config, resume=True, epochs=1, devices=1)
+  assert train_and_evaluate(same)["steps"] == 6
+
+
+def test_records_after_the_checkpoint_and_a_torn_line_are_dropped_on_resume(tmp_path):
+  config = small_config(tmp_path, checkpoint_every=6, log_every=3)
+  train_and_evaluate(config)
+  workdir = tmp_path / "run"
+  path = workdir / "metrics.jsonl"
+  straight = files.read_jsonl(path)
+  shutil.rmtree(workdir / "checkpoints" / "12")  # Killed before saving 12...
+  with open(path, "a", encoding="utf-8") as f:
+    f.write('{"step": 13, "train_lo')  # ... in the middle of a write.
+  train_and_evaluate(dataclasses.replace(config, resume=True))
+  lines = path.read_text().splitlines()
+  assert [json.loads(line)["step"] for line in lines] == [3, 6, 9, 12]
+  drop_time = lambda r: {k: v for k, v in r.items()
+                         if k not in ("seconds", "steps_per_sec")}
+  assert [drop_time(json.loads(line)) for line in lines] == [
+      drop_time(r) for r in straight]
+
+
+class CountingStep:
+  """A jitted step that counts its calls and its ahead-of-time compilations."""
+
+  def __init__(self):
+    self.calls, self.lowered = 0, 0
+    self._step = jax.jit(lambda s, b, k: (s + b, {"loss": s}))
+
+  def __call__(self, *args):
+    self.calls += 1
+    return self._step(*args)
+
+  def lower(self, *args):
+    self.lowered += 1
+    return self._step.lower(*args)
+
+
+def test_the_step_is_compiled_ahead_of_time_and_never_run_for_nothing(tmp_path):
+  step = CountingStep()
+  state, history = loop.train(
+      jnp.zeros(()), step, lambda start: iter(lambda: jnp.ones(()), None),
+      key=jax.random.PRNGKey(0), num_steps=5, workdir=tmp_path,
+      every=loop.LoopConfig(log_every=5, checkpoint_every=0))
+  assert (step.calls, step.lowered) == (5, 1)
+  assert float(state) == 5.0
+  assert isinstance(history.compile_seconds, float)
+  # The mean of the losses 0, 1, 2, 3, 4 of the five steps.
+  assert history.records == [{"step": 5, "seconds": history.records[0]["seconds"],
+                               "steps_per_sec": history.records[0]["steps_per_sec"],
+                               "train_loss": 2.0}]
+
+
+CLI = ["--model", "mlp", "--batch-size", "8", "--log-every", "5",
+       "--checkpoint-every", "0"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
+  """A real SIGTERM to a real training process, then ``--resume``: the same parameters."""
+  npz = write_npz(tmp_path / "data.npz", n_train=96, n_test=30)
+  argv = CLI + ["--dataset", str(npz), "--epochs", "150"]  # 1,800 steps.
+  parted, straight = tmp_path / "parted", tmp_path / "straight"
+  process = subprocess.Popen(
+      [sys.executable, "experiments/classify.py", *argv, "--workdir",
+       str(parted)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, env={**os.environ, "TFDS_DATA_DIR": data_dir})
+  metrics = parted / "metrics.jsonl"
+  deadline = time.time() + 120
+  while not (metrics.exists() and metrics.read_text()) and time.time() < deadline:
+    time.sleep(0.02)
+  process.send_signal(signal.SIGTERM)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 75, err
+  stopped_at = checkpoint_steps(parted)[-1]
+  assert 0 < stopped_at < 1800
+  assert err.strip().splitlines()[-1] == (
+      f"error: SIGTERM received: stopped after step {stopped_at} and saved a "
+      f"checkpoint in {str(parted)!r}; run the same command with --resume to "
+      "continue exactly where it stopped")
+
+  sys.path.insert(0, str(ROOT / "experiments"))
+  try:
+    import classify  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  classify.main(argv + ["--workdir", str(parted), "--resume"])
+  classify.main(argv + ["--workdir", str(straight)])
+  restored = []
+  for workdir in (parted, straight):
+    checkpointer = Checkpointer(workdir / "checkpoints")
+    restored.append(checkpointer.restore_latest()[0]["params"])
+    checkpointer.close()
+  assert checkpoint_steps(parted)[-1] == checkpoint_steps(straight)[-1] == 1800
+  for a, b in zip(jax.tree.leaves(restored[0]), jax.tree.leaves(restored[1])):
+    np.testing.assert_array_equal(a, b)
