@@ -1,0 +1,222 @@
+"""One optimizer config for every network, composed from optax parts.
+
+Usage::
+
+  config = OptimizerConfig(name="adamw", lr=1e-3, schedule="cosine",
+                           warmup_steps=500, weight_decay=0.05, clip_norm=1.0,
+                           accumulate=4, ema_decay=0.999,
+                           freeze=("Conv_0/.*",))
+  check_optimizer(config, params)      # ConfigError: one sentence
+  tx = create_optimizer(config, total_steps=10_000)
+  state = create_train_state(model, tx, x, key, frozen=config.freeze)
+  ...
+  eval_params = params_for_eval(state)  # The EMA when switched on.
+
+The transformation is, for ``k = accumulate``::
+
+  MultiSteps(chain(partition({"trainable": chain(clip, decay, rule(lr_t)),
+                              "frozen": set_to_zero()}, labels),
+                   params_ema(ema_decay)), every_k_schedule=k)
+
+- ``lr_t``: a linear warmup from 0 to ``lr`` over ``warmup_steps`` updates,
+  then ``constant``, ``cosine`` or ``linear`` decay reaching 0 at update
+  ``T = total_steps // k`` (the count after the last update); warmup+cosine
+  is ``optax.warmup_cosine_decay_schedule(0, lr, warmup_steps, T)``.
+  Schedules count real updates: ``MultiSteps`` calls the inner chain once
+  per ``k`` micro-batches, with the mean of their gradients.
+- Clipping (``optax.clip_by_global_norm``) is first among the trainable
+  leaves: frozen gradients do not count towards the global norm, so a large
+  frozen backbone cannot shrink the head's updates.
+- Weight decay touches only leaves with ``ndim > 1`` (kernels, embeddings),
+  never biases or normalisation scales. ``adamw`` decouples it:
+  ``w <- w - lr_t (adam(g) + wd w)``; ``adam`` and ``sgd`` add it to the
+  gradient before the rule (L2 regularisation, ``g + wd w``), as PyTorch does.
+- Frozen leaves (``re.fullmatch`` of a ``freeze`` pattern on the
+  ``"/"``-joined path, e.g. ``"Dense_1/.*"``) get zero updates and no
+  optimizer moments; ``TrainState(frozen=...)`` also keeps their BatchNorm
+  statistics.
+- ``params_ema`` keeps ``ema <- d ema + (1 - d) params`` after each update.
+"""
+
+import dataclasses
+import re
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlcore.config import field
+from dlcore.errors import ConfigError
+
+_RULES = {
+    "adam": lambda c, lr: optax.chain(_l2(c), optax.adam(lr, c.b1, c.b2)),
+    "adamw": lambda c, lr: optax.adamw(lr, c.b1, c.b2,
+                                       weight_decay=c.weight_decay,
+                                       mask=decay_mask),
+    "sgd": lambda c, lr: optax.chain(
+        _l2(c), optax.sgd(lr, c.momentum or None, c.nesterov)),
+}
+_DECAYS = {  # (peak value, steps after warmup) -> schedule reaching 0.
+    "constant": lambda lr, steps: optax.constant_schedule(lr),
+    "cosine": optax.cosine_decay_schedule,
+    "linear": lambda lr, steps: optax.linear_schedule(lr, 0.0, steps),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  name: str = field("adam", "update rule", choices=tuple(_RULES))
+  lr: float = field(1e-3, "peak learning rate")
+  schedule: str = field("constant", "learning-rate decay after warmup, to 0 "
+                        "at the last update", choices=tuple(_DECAYS))
+  warmup_steps: int = field(0, "updates of linear warmup from 0 to lr")
+  b1: float = field(0.9, "Adam's first-moment decay")
+  b2: float = field(0.999, "Adam's second-moment decay")
+  momentum: float = field(0.9, "SGD momentum (0 = none)")
+  nesterov: bool = field(False, "Nesterov momentum for SGD")
+  weight_decay: float = field(0.0, "weight decay of kernels (ndim > 1); "
+                              "decoupled for adamw, L2 for adam and sgd")
+  clip_norm: float = field(0.0, "clip gradients to this global norm (0 = off)")
+  accumulate: int = field(1, "micro-batches per update")
+  ema_decay: float = field(0.0, "decay of the parameters' moving average "
+                           "used for evaluation (0 = off)")
+  freeze: tuple[str, ...] = field((), "regexes of parameter paths to freeze "
+                                  "(re.fullmatch on 'Module_0/kernel')")
+
+
+def path_name(path) -> str:
+  """A key path as ``"Module_0/kernel"``."""
+  return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def frozen_mask(patterns: tuple[str, ...], tree: Any) -> Any:
+  """Booleans like ``tree``: does a pattern fullmatch the leaf's path?"""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: any(re.fullmatch(p, path_name(path)) for p in patterns),
+      tree)
+
+
+def decay_mask(params: Any) -> Any:
+  """True for the leaves weight decay applies to: those with ``ndim > 1``."""
+  return jax.tree.map(lambda x: x.ndim > 1, params)
+
+
+def _l2(config: OptimizerConfig) -> optax.GradientTransformation:
+  return optax.add_decayed_weights(config.weight_decay, decay_mask)
+
+
+def learning_rate_schedule(config: OptimizerConfig,
+                           num_updates: int) -> optax.Schedule:
+  """``lr_t`` for update ``t``; see the module docstring."""
+  decay = _DECAYS[config.schedule](
+      config.lr, max(num_updates - config.warmup_steps, 1))
+  if config.warmup_steps == 0:
+    return decay
+  warmup = optax.linear_schedule(0.0, config.lr, config.warmup_steps)
+  return optax.join_schedules([warmup, decay], [config.warmup_steps])
+
+
+class ParamsEmaState(NamedTuple):
+  ema: Any  # Same tree as the parameters.
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+  """Passes updates on; tracks ``ema <- decay ema + (1 - decay) new_params``."""
+
+  def init(params):
+    return ParamsEmaState(ema=jax.tree.map(jnp.copy, params))  # Own buffers.
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("params_ema needs the parameters: call "
+                       "update(updates, state, params)")
+    new_params = optax.apply_updates(params, updates)
+    return updates, ParamsEmaState(
+        optax.incremental_update(new_params, state.ema, 1.0 - decay))
+
+  return optax.GradientTransformation(init, update)
+
+
+def ema_params(opt_state: Any) -> Any | None:
+  """The parameters' moving average held in ``opt_state``, or None when off."""
+  found = optax.tree_utils.tree_get(opt_state, "ParamsEmaState")
+  return None if found is None else found.ema
+
+
+def params_for_eval(state) -> Any:
+  """A ``TrainState``'s EMA parameters when tracked, else its ``params``."""
+  ema = ema_params(state.opt_state)
+  return state.params if ema is None else ema
+
+
+def _require(ok: bool, sentence: str) -> None:
+  if not ok:
+    raise ConfigError(sentence)
+
+
+def check_optimizer(config: OptimizerConfig, params: Any = None, *,
+                    total_steps: int | None = None) -> None:
+  """Raises ``ConfigError``: a bad option, or a freeze pattern matching no path."""
+  c = config
+  _require(c.name in _RULES, f"option optimizer.name must be one of "
+           f"{', '.join(_RULES)}, got {c.name!r}")
+  _require(c.schedule in _DECAYS, f"option optimizer.schedule must be one of "
+           f"{', '.join(_DECAYS)}, got {c.schedule!r}")
+  _require(c.lr > 0, f"option optimizer.lr must be positive, got {c.lr}")
+  for name in ("b1", "b2", "momentum", "ema_decay"):
+    value = getattr(c, name)
+    _require(0 <= value < 1,
+             f"option optimizer.{name} must be in [0, 1), got {value}")
+  for name in ("warmup_steps", "weight_decay", "clip_norm"):
+    value = getattr(c, name)
+    _require(value >= 0,
+             f"option optimizer.{name} must be at least 0, got {value}")
+  _require(c.accumulate >= 1,
+           f"option optimizer.accumulate must be at least 1, got {c.accumulate}")
+  _require(not (c.nesterov and c.momentum == 0), "option optimizer.nesterov "
+           "needs option optimizer.momentum above 0")
+  if total_steps is not None:
+    updates = total_steps // c.accumulate
+    _require(updates >= 1, f"option optimizer.accumulate must be at most the "
+             f"run's {total_steps} steps, got {c.accumulate}")
+    _require(c.warmup_steps < updates, f"option optimizer.warmup_steps must "
+             f"be below the number of updates, {updates} ({total_steps} steps "
+             f"// option optimizer.accumulate {c.accumulate}), got "
+             f"{c.warmup_steps}")
+  for pattern in c.freeze:
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      raise ConfigError(f"option optimizer.freeze has an invalid regular "
+                        f"expression {pattern!r} ({e})") from None
+  if params is not None:
+    paths = [path_name(path)
+             for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+    for pattern in c.freeze:
+      _require(any(re.fullmatch(pattern, p) for p in paths), f"option "
+               f"optimizer.freeze pattern {pattern!r} matches no parameter "
+               f"path; the paths look like {', '.join(paths[:4])}")
+
+
+def create_optimizer(config: OptimizerConfig, total_steps: int,
+                     params: Any = None) -> optax.GradientTransformation:
+  """The transformation of ``config`` for a run of ``total_steps`` micro-steps.
+
+  Checks ``config`` first (and the freeze patterns against ``params`` when
+  given); see the module docstring for the composition.
+  """
+  check_optimizer(config, params, total_steps=total_steps)
+  lr = learning_rate_schedule(config, total_steps // config.accumulate)
+  clip = ([optax.clip_by_global_norm(config.clip_norm)]
+          if config.clip_norm > 0 else [])
+  trainable = optax.chain(*clip, _RULES[config.name](config, lr))
+  labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "trainable",
+                                  frozen_mask(config.freeze, p))
+  tx = optax.partition({"trainable": trainable, "frozen": optax.set_to_zero()},
+                       labels)
+  if config.ema_decay > 0:
+    tx = optax.chain(tx, params_ema(config.ema_decay))
+  if config.accumulate > 1:
+    tx = optax.MultiSteps(tx, config.accumulate).gradient_transformation()
+  return tx
