@@ -21,10 +21,10 @@ import numpy as np
 
 from benchmarks import baseline
 from benchmarks.workloads import Workload, register, torch_available
-from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
-                                vae_step)
+from dlcore.adversarial import create_gan_state, gan_step
 from dlcore.models.gan import create_gan_models
 from dlcore.models.vae import VAE
+from dlcore.vae import create_vae_state, vae_step
 
 MNIST = (28, 28, 1)
 

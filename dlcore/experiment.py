@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlcore import files, metrics, optim, parallel, plots
-from dlcore.config import experiment_dict, field
-from dlcore.data import Dataset, Split, eval_batches, prefetch, train_batches
-from dlcore.loop import History, LoopConfig, train
+from dlcore.config import check_positive, experiment_dict, field
+from dlcore.data import (Dataset, Split, eval_batches, prefetch,
+                         steps_per_epoch, train_batches)
+from dlcore.loop import History, LoopConfig, check_cadences, train
 from dlcore.objective import Objective
 
 DTYPES = ("float32", "bfloat16")
@@ -76,6 +77,19 @@ def evaluate(eval_fn: Callable[..., metrics.Collection], state: Any,
   return metrics.compute(parallel.to_host(total))
 
 
+def check(config: ExperimentConfig, data: Dataset):
+  """The device mesh, once ``config`` is known to fit ``data`` (else ``ConfigError``).
+
+  Call it before anything is written; ``fit`` calls it too.
+  """
+  check_positive(config, "batch_size", "eval_batch_size")
+  check_cadences(config)
+  steps_per_epoch(len(data.train), config.batch_size)
+  mesh = parallel.data_mesh(config.devices)
+  parallel.check_divisible(config.batch_size, mesh)
+  return mesh
+
+
 def fit(objective: Objective, data: Dataset, config: ExperimentConfig, *,
         num_steps: int, desc: str, every: LoopConfig | None = None,
         prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
@@ -98,8 +112,7 @@ def fit(objective: Objective, data: Dataset, config: ExperimentConfig, *,
     evaluate_first: a fresh run also evaluates its initial state (step 0).
     steps_per_epoch: records carry ``epoch``.
   """
-  mesh = parallel.data_mesh(config.devices)
-  parallel.check_divisible(config.batch_size, mesh)
+  mesh = check(config, data)
   workdir = files.prepare_workdir(config.workdir)
   prepare = prepare or (lambda batch: batch)
   init_key, loop_key, eval_key, sample_key = jax.random.split(

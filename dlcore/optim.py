@@ -11,6 +11,7 @@ Usage::
   state = create_train_state(model, tx, x, key, frozen=config.freeze)
   ...
   eval_params = params_for_eval(state)  # The EMA when switched on.
+  eval_state = with_ema_params(state)   # Any pytree of train states.
 
 The transformation is, for ``k = accumulate``::
 
@@ -45,6 +46,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from flax.training import train_state
 
 from dlcore.config import field
 from dlcore.errors import ConfigError
@@ -150,6 +152,18 @@ def params_for_eval(state) -> Any:
   return state.params if ema is None else ema
 
 
+def with_ema_params(tree: Any) -> Any:
+  """``tree`` with every ``TrainState`` in it using its EMA parameters, where kept.
+
+  Evaluation and samples read this view: a GAN's generator, a classifier,
+  a DQN agent alike.
+  """
+  is_state = lambda x: isinstance(x, train_state.TrainState)
+  return jax.tree.map(
+      lambda x: x.replace(params=params_for_eval(x)) if is_state(x) else x,
+      tree, is_leaf=is_state)
+
+
 def _require(ok: bool, sentence: str) -> None:
   if not ok:
     raise ConfigError(sentence)
@@ -191,12 +205,17 @@ def check_optimizer(config: OptimizerConfig, params: Any = None, *,
       raise ConfigError(f"option optimizer.freeze has an invalid regular "
                         f"expression {pattern!r} ({e})") from None
   if params is not None:
-    paths = [path_name(path)
-             for path, _ in jax.tree_util.tree_leaves_with_path(params)]
-    for pattern in c.freeze:
-      _require(any(re.fullmatch(pattern, p) for p in paths), f"option "
-               f"optimizer.freeze pattern {pattern!r} matches no parameter "
-               f"path; the paths look like {', '.join(paths[:4])}")
+    check_freeze(c.freeze, params)
+
+
+def check_freeze(patterns: tuple[str, ...], params: Any) -> None:
+  """Raises ``ConfigError`` for a freeze pattern that matches no path of ``params``."""
+  paths = [path_name(path)
+           for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+  for pattern in patterns:
+    _require(any(re.fullmatch(pattern, p) for p in paths), f"option "
+             f"optimizer.freeze pattern {pattern!r} matches no parameter "
+             f"path; the paths look like {', '.join(paths[:4])}")
 
 
 def create_optimizer(config: OptimizerConfig, total_steps: int,

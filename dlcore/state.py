@@ -17,7 +17,7 @@ import optax
 from flax import struct
 from flax.training import train_state
 
-from dlcore.optim import frozen_mask
+from dlcore.optim import check_freeze, frozen_mask
 
 
 class TrainState(train_state.TrainState):
@@ -44,11 +44,12 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
   """Initialises ``model`` on ``sample_input`` (a batch, shape ``[B, ...]``).
 
   ``frozen``: the optimizer's freeze patterns, whose BatchNorm statistics
-  then stay as initialised.
+  then stay as initialised; a pattern matching no parameter is refused.
   """
   params_key, dropout_key = jax.random.split(key)
   variables = model.init({"params": params_key, "dropout": dropout_key},
                          sample_input, train=False)
+  check_freeze(frozen, variables["params"])
   return TrainState.create(
       apply_fn=model.apply, params=variables["params"], tx=tx,
       batch_stats=variables.get("batch_stats", {}), frozen=tuple(frozen))

@@ -18,8 +18,7 @@ import pytest
 from benchmarks import __main__ as bench
 from benchmarks import baseline, cpu_cores, hardware
 from benchmarks.workloads import in_dtype, torch_available
-from dlcore.adversarial import (create_gan_state, create_vae_state, gan_step,
-                                vae_step)
+from dlcore.adversarial import create_gan_state, gan_step
 from dlcore.errors import ConfigError
 from dlcore.models import MLP
 from dlcore.models.gan import create_gan_models
@@ -27,6 +26,7 @@ from dlcore.models.qnetworks import create_q_network
 from dlcore.models.vae import VAE
 from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step
 from dlcore.qlearning import make_dqn_program
+from dlcore.vae import create_vae_state, vae_step
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from dlcore.qlearning import run as run_module
+from dlcore.checkpoint import Checkpointer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--total-steps", "1000", "--num-envs", "4", "--buffer-size", "400",
@@ -39,8 +39,10 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
   saved = json.loads((full / "summary.json").read_text())
   assert saved["eval_return"] == summary["eval_return"]
   assert len(saved["eval_return_per_seed"]) == 2
-  for key in ("env_steps_per_sec", "train_seconds", "compile_seconds"):
-    assert saved[key] > 0
+  # Two seeds of 1,000 environment steps in the timed chunks.
+  assert saved["env_steps_per_sec"] == pytest.approx(
+      2 * 1000 / saved["train_seconds"])
+  assert isinstance(saved["compile_seconds"], float)
   records = [json.loads(l) for l in (full / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records] == [500, 1000]
   assert records[-1]["epsilon"] == pytest.approx(0.05)
@@ -50,15 +52,15 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
   # Interrupted after its first checkpoint, then resumed: the same run.
   parted = tmp_path / "parted"
   argv = TINY + ["--workdir", str(parted), "--double", "--dueling"]
-  save = run_module.Checkpointer.save
+  save = Checkpointer.save
 
   def save_then_crash(self, step, state, meta=None):
     save(self, step, state, meta)
     raise KeyboardInterrupt
-  monkeypatch.setattr(run_module.Checkpointer, "save", save_then_crash)
+  monkeypatch.setattr(Checkpointer, "save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
     _run(argv)
-  monkeypatch.setattr(run_module.Checkpointer, "save", save)
+  monkeypatch.setattr(Checkpointer, "save", save)
   assert not (parted / "summary.json").exists()
   with pytest.raises(SystemExit):  # An existing run needs --resume.
     _run(argv)
@@ -103,12 +105,14 @@ def test_bad_input_one_sentence_and_no_workdir(name, tmp_path, capsys):
 def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
   workdir = tmp_path / "run"
   with pytest.raises(SystemExit) as exit_info:
-    _run(TINY + ["--seeds", "1", "--lr", "1e30", "--workdir", str(workdir)])
+    _run(TINY + ["--seeds", "1", "--optimizer.lr", "1e30", "--workdir",
+                 str(workdir)])
   assert exit_info.value.code == 3
   err = capsys.readouterr().err.strip().splitlines()[-1]  # After tqdm's bar.
-  # Learning starts at step 200; Adam at lr 1e30 overflows within updates.
-  assert err.startswith("error: loss became NaN or infinite at step ")
-  assert 200 <= int(err.split("at step ")[1].split(";")[0]) <= 500
+  # Learning starts at step 200; Adam at lr 1e30 overflows within updates
+  # of the first chunk, which is known only as a whole.
+  assert err.startswith("error: loss became NaN or infinite within steps 1 "
+                        "to 500; training stopped")
   assert not (workdir / "metrics.jsonl").exists()
   assert not (workdir / "summary.json").exists()
   assert not list((workdir / "checkpoints").iterdir())

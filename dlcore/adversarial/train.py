@@ -67,8 +67,8 @@ class GanConfig(experiment.ExperimentConfig):
 
 def _check(config: GanConfig, data: Dataset) -> None:
   loss_spec(config.loss)
-  check_positive(config, "steps", "batch_size", "latent_dim",
-                 "classifier_epochs", "fcd_samples")
+  check_positive(config, "steps", "latent_dim", "classifier_epochs",
+                 "fcd_samples")
   if config.n_critic < 0:
     raise ConfigError("option n_critic must be 0 (the loss's default) or "
                       f"more, got {config.n_critic}")
@@ -121,6 +121,7 @@ def train_gan(config: GanConfig,
     config = dataclasses.replace(config, workdir=str(workdir))
   data = load_dataset(config.dataset, config.data_dir, labels_required=False)
   _check(config, data)
+  experiment.check(config, data)  # Before the judge writes anything.
   quality = None
   if data.num_classes:
     quality = SampleQuality(config, data, load_or_train_judge(

@@ -41,7 +41,7 @@ class ClassifyConfig(experiment.ExperimentConfig):
 
 def _check(config: ClassifyConfig) -> None:
   check_model_name(config.model)
-  check_positive(config, "epochs", "batch_size", "eval_batch_size")
+  check_positive(config, "epochs")
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ConfigError("option label_smoothing must be in [0, 1), got "
                       f"{config.label_smoothing}")

@@ -45,8 +45,7 @@ def train_vae(config: VaeConfig,
   """
   if workdir is not None:
     config = dataclasses.replace(config, workdir=str(workdir))
-  check_positive(config, "steps", "batch_size", "latent_dim",
-                 "eval_batch_size")
+  check_positive(config, "steps", "latent_dim")
   data = load_dataset(config.dataset, config.data_dir, labels_required=False)
   objective = vae_objective(
       data.image_shape, optim.create_optimizer(config.optimizer, config.steps),
