@@ -64,8 +64,9 @@ RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel",
 def field(default: Any, help: str, choices: Sequence[str] | None = None):  # pylint: disable=redefined-builtin
   """A dataclass field carrying its command-line help text (and choices).
 
-  ``--help`` appends ``(default: VALUE)`` to ``help`` unless ``help`` already
-  says what the default means (contains the word "default").
+  ``--help`` appends ``(default: VALUE)`` to ``help``, unless ``help`` ends
+  with its own parenthesis about the default, such as ``"devices to use
+  (default: all of them)"``: that parenthesis is shown in its place.
   """
   return dataclasses.field(
       default=default, metadata={"help": help, "choices": choices})
@@ -89,27 +90,31 @@ def _is_config(cls: Any) -> bool:
 
 
 _REGISTRY = ConstructorRegistry()
+# Help text, then a final parenthesis that states the default.
+_STATED_DEFAULT = re.compile(r"(.*?)\s*(\([^()]*\bdefault\b[^()]*\))", re.DOTALL)
 
 
 @_REGISTRY.struct_rule
 def _config_spec(info: StructTypeInfo) -> StructConstructorSpec | None:
   """How tyro builds a config: ``choices`` become a ``Literal`` (checked when
-  parsed, listed in ``--help``), and help that explains the default is not
-  followed by tyro's ``(default: ...)``."""
+  parsed, listed in ``--help``), and a help's own parenthesis about the
+  default replaces tyro's ``(default: ...)``."""
   if not _is_config(info.type):
     return None
   hints = typing.get_type_hints(info.type)
   specs = []
   for f in dataclasses.fields(info.type):
-    kind = hints[f.name]
+    kind, helptext = hints[f.name], f.metadata["help"]
     if f.metadata["choices"] is not None:
       kind = Literal[tuple(f.metadata["choices"])]
-    if re.search(r"\bdefault\b", f.metadata["help"]):
-      kind = Annotated[kind, tyro.conf.arg(help_behavior_hint="")]
+    stated = _STATED_DEFAULT.fullmatch(helptext)
+    if stated:
+      helptext, hint = stated.groups()
+      kind = Annotated[kind, tyro.conf.arg(help_behavior_hint=hint)]
     default = (getattr(info.default, f.name)
                if isinstance(info.default, info.type) else f.default)
     specs.append(StructFieldSpec(name=f.name, type=kind, default=default,
-                                 helptext=f.metadata["help"]))
+                                 helptext=helptext))
   return StructConstructorSpec(instantiate=info.type, fields=tuple(specs))
 
 
@@ -184,14 +189,23 @@ def _command(config_cls: type[T], defaults: T):
 
 
 def _terminal_text(docstring: str) -> str:
-  """``docstring`` without RST literal quotes, wrapped to the terminal (at
-  most 80 columns) and indented by two spaces, which makes tyro keep its
-  line breaks (it joins lines that start with a letter)."""
+  """``docstring`` as plain text for ``--help``.
+
+  RST literal quotes and ``::`` go; paragraphs are wrapped to the terminal
+  (at most 80 columns), literal blocks kept line by line; every line is
+  indented by two spaces, which makes tyro keep the line breaks (it joins
+  lines that start with a letter).
+  """
   width = min(shutil.get_terminal_size().columns, 80)
-  paragraphs = inspect.cleandoc(docstring).replace("``", "").split("\n\n")
-  return "\n\n".join(
-      textwrap.fill(" ".join(p.split()), width, initial_indent="  ",
-                    subsequent_indent="  ") for p in paragraphs)
+  blocks = []
+  for block in inspect.cleandoc(docstring).replace("``", "").split("\n\n"):
+    if block.startswith(" "):  # A literal block.
+      blocks.append(textwrap.indent(block, "  "))
+    else:
+      blocks.append(textwrap.fill(
+          re.sub(r"::$", ":", " ".join(block.split())), width,
+          initial_indent="  ", subsequent_indent="  "))
+  return "\n\n".join(blocks)
 
 
 def _given_value(option: str, argv: Sequence[str]) -> str:

@@ -34,7 +34,10 @@ class ToyConfig:
 DESCRIPTION = """Train a toy model.
 
 A second paragraph long enough to need wrapping at eighty columns: it says
-what the script does, where the results go and how a run is resumed later on.
+what the script does, where the ``results`` go and how a run is resumed.
+Usage::
+
+  python toy.py     # The defaults.
 """
 
 
@@ -106,6 +109,8 @@ def test_help_lists_each_option_once_with_its_choices_and_default(
   out = capsys.readouterr().out
   assert max(len(line) for line in out.splitlines()) <= 80
   assert "Train a toy model." in out
+  assert "where the results go" in out and "Usage:\n" in out
+  assert "\n    python toy.py     # The defaults.\n" in out  # Kept verbatim.
   for option in ("--config", "--dataset", "--batch-size", "--conditional",
                  "--no-conditional", "--devices", "--loss", "--optimizer.name",
                  "--optimizer.lr", "--optimizer.weight-decay", "--workdir",
