@@ -223,9 +223,8 @@ def _sentence(event: tyro_errors.ParseErrorEvent, argv: Sequence[str],
     option = event.argument.lowered.name_or_flags[0]
     return (f"invalid choice: {event.value!r} for {option}; choose one of "
             f"{', '.join(event.choices)}")
-  if isinstance(event, tyro_errors.InstantiationFailure):
-    if event.argument is None:
-      return with_flags(event.message.splitlines()[0])
+  if (isinstance(event, tyro_errors.InstantiationFailure)
+      and event.argument is not None):
     option = event.argument.lowered.name_or_flags[0]
     return (f"{option} expects {event.argument.lowered.metavar}, got "
             f"{_given_value(option, argv)!r}")
@@ -249,7 +248,8 @@ def parse_args(config_cls: type[T], description: str,
 
   ``--config FILE`` supplies the defaults (see ``load_config_file``); the
   other flags override them. ``--help`` prints every option and exits 0; bad
-  input prints one line ``error: ...`` to stderr and exits with status 2.
+  input, or a ``ConfigError`` from ``config_cls`` itself, prints one line
+  ``error: ...`` to stderr and exits with status 2.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   known_flags = ["--config", "--help"] + _flags(config_cls)
@@ -267,8 +267,8 @@ def parse_args(config_cls: type[T], description: str,
       return tyro.cli(_command(config_cls, defaults), args=argv,
                       description=_terminal_text(description),
                       registry=_REGISTRY)
-  except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
+  except ConfigError as e:  # Also from the config's own checks.
+    print(f"error: {with_flags(str(e))}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -150,6 +150,22 @@ def test_bad_command_line_exits_2_with_one_line(capsys, argv, message):
   assert captured.out == ""
 
 
+@dataclasses.dataclass(frozen=True)
+class EvenBatchConfig:
+  batch_size: int = field(32, "examples per step")
+
+  def __post_init__(self):
+    if self.batch_size % 2:
+      raise ConfigError(f"option batch_size must be even, got {self.batch_size}")
+
+
+def test_config_own_check_is_one_line_naming_the_flag(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    parse_args(EvenBatchConfig, "Even.", ["--batch-size", "3"])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err == "error: --batch-size must be even, got 3\n"
+
+
 def test_to_dict_nests_sections_and_the_experiment_leaves_out_resume():
   config = ToyConfig(resume=True)
   assert to_dict(config)["optimizer"] == {"name": "adam", "lr": 3e-3,
