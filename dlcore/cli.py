@@ -4,15 +4,20 @@ Usage (the whole of a script's ``main``)::
 
   if __name__ == "__main__":
     cli.run(lambda: train_and_evaluate(parse_args(Config, __doc__), ...))
+
+Library errors name options by their config field (``option optimizer.lr``);
+the one line printed here names the flag instead (``--optimizer.lr``).
 """
 
 import sys
 from typing import Any, Callable
 
+from dlcore.config import with_flags
 from dlcore.errors import ConfigError, NonFiniteLossError
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped early on request; resume later.
 
 
 def run(main: Callable[[], Any]) -> Any:
@@ -20,8 +25,8 @@ def run(main: Callable[[], Any]) -> Any:
   try:
     return main()
   except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {with_flags(str(e))}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
   except NonFiniteLossError as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {with_flags(str(e))}", file=sys.stderr)
     sys.exit(EXIT_DIVERGED)
