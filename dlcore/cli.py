@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable
 
 from dlcore.config import with_flags
-from dlcore.errors import ConfigError, NonFiniteLossError
+from dlcore.errors import ConfigError, NonFiniteLossError, Preempted
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -21,12 +21,11 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped early on request; resume later.
 
 
 def run(main: Callable[[], Any]) -> Any:
-  """Calls ``main``; a ``ConfigError`` or divergence exits with one line on stderr."""
+  """Calls ``main``; bad input, divergence or preemption exits with one line on stderr."""
+  exits = ((ConfigError, EXIT_BAD_INPUT), (NonFiniteLossError, EXIT_DIVERGED),
+           (Preempted, EXIT_PREEMPTED))
   try:
     return main()
-  except ConfigError as e:
+  except tuple(error for error, _ in exits) as e:
     print(f"error: {with_flags(str(e))}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-  except NonFiniteLossError as e:
-    print(f"error: {with_flags(str(e))}", file=sys.stderr)
-    sys.exit(EXIT_DIVERGED)
+    sys.exit(next(code for error, code in exits if isinstance(e, error)))

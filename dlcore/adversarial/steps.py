@@ -36,9 +36,9 @@ from dlcore import parallel
 from dlcore.adversarial.losses import LOSSES, GanLoss, gradient_penalty
 from dlcore.adversarial.state import GANState
 from dlcore.errors import ConfigError
+from dlcore.objective import Metrics
 from dlcore.state import TrainState
 
-Metrics = dict[str, jax.Array]
 
 
 def loss_spec(loss: str) -> GanLoss:

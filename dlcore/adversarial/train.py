@@ -36,7 +36,7 @@ class GanConfig(experiment.ExperimentConfig):
   """Options of ``experiments/gan.py`` (defaults: a DCGAN on digits)."""
   dataset: str = field("digits", "digits (embedded), a TFDS name such as "
                        "mnist, or an .npz file (x_train, x_test; y_train and "
-                       "y_test optional unless --conditional)")
+                       "y_test optional when unconditional)")
   arch: str = field("dcgan", "generator and discriminator: dcgan (8x8, "
                     "28x28 or 32x32 images) or mlp (any size)",
                     choices=ARCHITECTURES)

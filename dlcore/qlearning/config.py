@@ -1,4 +1,4 @@
-"""``DqnConfig``: every --of a DQN run, with the reference defaults.
+"""``DqnConfig``: every option of a DQN run, with the reference defaults.
 
 The defaults are the common CartPole-v1 reference hyperparameters (CleanRL
 ``dqn_jax.py``, PureJaxRL ``dqn.py``): 500k environment steps over 10
@@ -72,6 +72,7 @@ class DqnConfig(parallel.ParallelConfig):
 def check_config(config: DqnConfig) -> None:
   """Raises ``ConfigError`` (one sentence) for any inconsistent option."""
   check_env_name(config.env)
+  optim.check_optimizer(config.optimizer)
   check_positive(config, "total_steps", "num_envs", "seeds", "buffer_size",
                   "batch_size", "train_every", "target_update_every",
                   "eval_episodes", "log_every", "checkpoint_every")

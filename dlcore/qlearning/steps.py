@@ -33,9 +33,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from dlcore.objective import Metrics
 from dlcore.qlearning.state import DQNState
 
-Metrics = dict[str, jax.Array]
 TD_LOSSES = {"mse": optax.squared_error,
           "huber": lambda td: optax.huber_loss(td, delta=1.0)}
 
