@@ -9,7 +9,6 @@ from jax import lax
 from dlcore.adversarial import create_vae_state, vae_eval_step, vae_step
 from dlcore.data import load_dataset
 from dlcore.errors import ConfigError
-from dlcore.models.vae import VAE
 
 
 def test_elbo_terms_match_hand_computation():
