@@ -23,9 +23,14 @@ def test_digits_builder_prepares_the_documented_split(digits):
 
 
 def test_npz_with_nhw_uint8_images_gets_a_channel_and_unit_range(tmp_path):
-  data = load_dataset(str(write_npz(tmp_path / "d.npz", shape=(6, 5))))
+  path = write_npz(tmp_path / "d.npz", shape=(6, 5))
+  data = load_dataset(str(path))
   assert data.image_shape == (6, 5, 1) and data.num_classes == 4
-  assert data.train.images.max() == 1.0 and data.train.labels.dtype == np.int32
+  with np.load(path) as arrays:
+    np.testing.assert_array_equal(
+        data.train.images, arrays["x_train"][..., None] / np.float32(255))
+    np.testing.assert_array_equal(data.test.labels, arrays["y_test"])
+  assert data.train.labels.dtype == np.int32
 
 
 def test_npz_float_images_are_kept(tmp_path):
@@ -62,10 +67,18 @@ def test_missing_npz_file_and_unknown_name(tmp_path):
 def test_tfds_datasets_load_by_name(tmp_path, name, shape):
   with tfds.testing.mock_data(num_examples=12):
     data = load_dataset(name, str(tmp_path))
+    raw = {part: tfds.data_source(name, split=part, data_dir=str(tmp_path))
+           for part in ("train", "test")}
+    raw = {part: [source[i] for i in range(len(source))]
+           for part, source in raw.items()}
   assert data.image_shape == shape and data.num_classes == 10
-  assert len(data.train) == len(data.test) == 12
-  assert 0.0 <= data.train.images.min() and data.train.images.max() <= 1.0
-  assert set(data.train.labels) <= set(range(10))
+  for split, examples in ((data.train, raw["train"]), (data.test, raw["test"])):
+    assert len(split) == len(examples) == 12
+    # The uint8 images in [0, 1] and the labels, in the source's order.
+    np.testing.assert_array_equal(
+        split.images, np.stack([e["image"] for e in examples]) / np.float32(255))
+    np.testing.assert_array_equal(split.labels, [e["label"] for e in examples])
+    assert split.images.dtype == np.float32 and split.labels.dtype == np.int32
 
 
 def test_batch_size_larger_than_the_training_set_is_rejected():

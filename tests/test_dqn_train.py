@@ -1,9 +1,12 @@
 """End-to-end DQN under jit: per-seed randomness, true final observations, learning Catch."""
 
+import gymnax
 import jax
 import numpy as np
 import pytest
+from gymnax.environments import spaces
 
+from dlcore.errors import ConfigError
 from dlcore.optim import OptimizerConfig
 from dlcore.qlearning import DqnConfig, make_dqn_program, make_dqn_train
 from dlcore.rl.envs import CONTINUOUS_ENVS, DISCRETE_ENVS, make_env
@@ -36,12 +39,18 @@ def test_vmapped_seeds_differ_and_store_true_final_observations():
 
 def test_environment_lists_match_gymnax_action_spaces():
   for name in DISCRETE_ENVS:
+    make_env(name)  # Raises unless the action space is Discrete.
+  # The documented action sets: push left or right; torque -1, 0 or +1;
+  # accelerate left, not or right; move the paddle left, not or right.
+  for name, count in {"CartPole-v1": 2, "Acrobot-v1": 3, "MountainCar-v0": 3,
+                      "Catch-bsuite": 3}.items():
     env, params = make_env(name)
-    assert env.action_space(params).n >= 2
-  import gymnax
+    assert env.action_space(params).n == count, name
   for name in CONTINUOUS_ENVS:
     env, params = gymnax.make(name)
-    assert not hasattr(env.action_space(params), "n")
+    assert isinstance(env.action_space(params), spaces.Box), name
+    with pytest.raises(ConfigError, match="has continuous actions"):
+      make_env(name)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,6 +79,50 @@ def test_regression_step_minimises_mean_squared_error():
   for i in range(200):
     state, metrics = step(state, batch, jax.random.PRNGKey(i))
   assert float(metrics["loss"]) < 1e-3 and "accuracy" not in metrics
+
+
+class NormalisedLinear(nn.Module):
+  """``Dense(3)``, BatchNorm (momentum 0.9, no scale or bias), ``Dense(4)``."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, axis_name=None):
+    x = nn.Dense(3)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     use_scale=False, use_bias=False, axis_name=axis_name)(x)
+    return nn.Dense(4)(x)
+
+
+def test_batchnorm_trains_on_batch_statistics_and_evaluates_on_running_ones():
+  """The step normalises by the batch's mean and biased variance, moves the
+  running statistics by ``0.9 old + 0.1 batch``, and evaluation uses those."""
+  state = create_train_state(NormalisedLinear(), optax.sgd(0.1),
+                             jnp.zeros((1, 6)), jax.random.PRNGKey(0))
+  batch = toy_batch()
+  x, labels = batch["image"].astype(np.float64), batch["label"]
+
+  def hand_loss(params, mean, var):
+    dense = lambda name, inputs: (inputs @ np.asarray(params[name]["kernel"])
+                                  + np.asarray(params[name]["bias"]))
+    normalised = (dense("Dense_0", x) - mean) / np.sqrt(var + 1e-5)
+    logits = dense("Dense_1", normalised)
+    return np.logaddexp.reduce(logits, -1) - logits[np.arange(len(x)), labels]
+
+  hidden = x @ np.asarray(state.params["Dense_0"]["kernel"]) + np.asarray(
+      state.params["Dense_0"]["bias"])
+  new_state, metrics = jax.jit(train_step)(state, batch, jax.random.PRNGKey(0))
+  assert float(metrics["loss"]) == pytest.approx(
+      np.mean(hand_loss(state.params, hidden.mean(0), hidden.var(0))), rel=1e-5)
+  before = state.batch_stats["BatchNorm_0"]  # Mean 0, variance 1.
+  statistics = new_state.batch_stats["BatchNorm_0"]
+  np.testing.assert_allclose(statistics["mean"],
+                             0.9 * before["mean"] + 0.1 * hidden.mean(0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(statistics["var"],
+                             0.9 * before["var"] + 0.1 * hidden.var(0), rtol=1e-5)
+  sums = jax.jit(eval_step)(new_state, batch)
+  assert float(sums["loss"]) == pytest.approx(np.sum(hand_loss(
+      new_state.params, np.asarray(statistics["mean"]),
+      np.asarray(statistics["var"]))), rel=1e-5)
 
 
 def test_evaluation_counts_a_partial_last_batch_exactly():
