@@ -85,7 +85,7 @@ class History:
 
 def check_cadences(every: LoopConfig, steps_per_call: int = 1) -> None:
   """Raises ``ConfigError`` for a negative cadence or one that is not a whole number of calls."""
-  for f in dataclasses.fields(every):
+  for f in dataclasses.fields(LoopConfig):  # Also of configs that extend it.
     value = getattr(every, f.name)
     if value < 0 or value % steps_per_call:
       raise ConfigError(f"option {f.name} must be 0 (at the end only) or a "
@@ -179,7 +179,8 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
                         **summarize(chunk))
           pending, logged_until = [], done
         elif due(every.checkpoint_every, done):  # Never save a NaN state.
-          pending = [_fetch_and_check(pending, logged_until, steps_per_call)]
+          pending = jax.device_get(pending)
+          _fetch_and_check(pending, logged_until, steps_per_call)
         if due(every.eval_every, done) and evaluate is not None:
           record.update(evaluate(state))
         if due(every.sample_every, done) and sample is not None and main:

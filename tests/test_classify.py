@@ -70,12 +70,17 @@ def test_cli_trains_on_digits_and_writes_every_output(tmp_path, data_dir):
   assert Checkpointer(workdir / "checkpoints").latest_step() == 2 * (1437 // 32)
 
 
-def test_help_lists_every_option_with_its_default():
+def test_help_lists_every_option_with_its_choices():
   result = subprocess.run([sys.executable, "experiments/classify.py", "--help"],
-                          cwd=ROOT, capture_output=True, text=True, check=True)
+                          cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "COLUMNS": "80"})
   for field in dataclasses.fields(ClassifyConfig):
-    assert "--" + field.name.replace("_", "-") in result.stdout
-  assert "(default: digits)" in result.stdout
+    if field.name != "optimizer":  # A section: its options are listed below.
+      assert "--" + field.name.replace("_", "-") in result.stdout
+  assert "--model {cnn,gru,lenet5,lstm,mlp,resnet18,resnet20,rnn,transformer}" \
+      in result.stdout
+  for field in dataclasses.fields(OptimizerConfig):
+    assert "--optimizer." + field.name.replace("_", "-") in result.stdout
 
 
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):

@@ -118,7 +118,7 @@ class CountingStep:
 
   def __init__(self):
     self.calls, self.lowered = 0, 0
-    self._step = jax.jit(lambda s, b, k: (s + b, {"loss": s}))
+    self._step = jax.jit(lambda s, b, k: ({"x": s["x"] + b}, {"loss": s["x"]}))
 
   def __call__(self, *args):
     self.calls += 1
@@ -132,11 +132,12 @@ class CountingStep:
 def test_the_step_is_compiled_ahead_of_time_and_never_run_for_nothing(tmp_path):
   step = CountingStep()
   state, history = loop.train(
-      jnp.zeros(()), step, lambda start: iter(lambda: jnp.ones(()), None),
+      {"x": jnp.zeros(())}, step,
+      lambda start: iter(lambda: jnp.ones(()), None),
       key=jax.random.PRNGKey(0), num_steps=5, workdir=tmp_path,
       every=loop.LoopConfig(log_every=5, checkpoint_every=0))
   assert (step.calls, step.lowered) == (5, 1)
-  assert float(state) == 5.0
+  assert float(state["x"]) == 5.0
   assert isinstance(history.compile_seconds, float)
   # The mean of the losses 0, 1, 2, 3, 4 of the five steps.
   assert history.records == [{"step": 5, "seconds": history.records[0]["seconds"],
@@ -145,14 +146,14 @@ def test_the_step_is_compiled_ahead_of_time_and_never_run_for_nothing(tmp_path):
 
 
 CLI = ["--model", "mlp", "--batch-size", "8", "--log-every", "5",
-       "--checkpoint-every", "0"]
+       "--eval-every", "600", "--checkpoint-every", "300"]
 
 
 @pytest.mark.slow
 def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
   """A real SIGTERM to a real training process, then ``--resume``: the same parameters."""
   npz = write_npz(tmp_path / "data.npz", n_train=96, n_test=30)
-  argv = CLI + ["--dataset", str(npz), "--epochs", "150"]  # 1,800 steps.
+  argv = CLI + ["--dataset", str(npz), "--epochs", "100"]  # 1,200 steps.
   parted, straight = tmp_path / "parted", tmp_path / "straight"
   process = subprocess.Popen(
       [sys.executable, "experiments/classify.py", *argv, "--workdir",
@@ -166,7 +167,7 @@ def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(tmp_path, data_dir
   _, err = process.communicate(timeout=120)
   assert process.returncode == 75, err
   stopped_at = checkpoint_steps(parted)[-1]
-  assert 0 < stopped_at < 1800
+  assert 0 < stopped_at < 1200
   assert err.strip().splitlines()[-1] == (
       f"error: SIGTERM received: stopped after step {stopped_at} and saved a "
       f"checkpoint in {str(parted)!r}; run the same command with --resume to "
@@ -184,6 +185,6 @@ def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(tmp_path, data_dir
     checkpointer = Checkpointer(workdir / "checkpoints")
     restored.append(checkpointer.restore_latest()[0]["params"])
     checkpointer.close()
-  assert checkpoint_steps(parted)[-1] == checkpoint_steps(straight)[-1] == 1800
+  assert checkpoint_steps(parted)[-1] == checkpoint_steps(straight)[-1] == 1200
   for a, b in zip(jax.tree.leaves(restored[0]), jax.tree.leaves(restored[1])):
     np.testing.assert_array_equal(a, b)
