@@ -38,6 +38,7 @@ import difflib
 import functools
 import importlib.util
 import inspect
+import json
 import pathlib
 import re
 import shutil
@@ -289,8 +290,13 @@ def to_dict(config) -> dict[str, Any]:
 
 
 def experiment_dict(config) -> dict[str, Any]:
-  """``to_dict(config)`` without ``resume``: what a run records as its experiment."""
-  return {k: v for k, v in to_dict(config).items() if k != "resume"}
+  """``to_dict(config)`` without ``resume``, as JSON reads it back (tuples are lists).
+
+  This is what a run records as its experiment, in ``summary.json`` and
+  with every checkpoint.
+  """
+  return json.loads(json.dumps(
+      {k: v for k, v in to_dict(config).items() if k != "resume"}))
 
 
 _ABSENT = object()

@@ -16,7 +16,7 @@ def main(argv=None) -> dict:
   config = parse_args(GanConfig, __doc__, argv)
   parallel.initialize_distributed(config)
   summary = train_gan(config, config.workdir)
-  quality = "" if summary["fcd"] is None else (
+  quality = "" if "fcd" not in summary else (
       f"fcd {summary['fcd']:.2f} (untrained generator "
       f"{summary['fcd_initial']:.2f})")
   if "conditional_accuracy" in summary:
