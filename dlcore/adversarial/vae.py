@@ -16,6 +16,7 @@ global batch, and gradients and metrics are averaged across devices with
 ``lax.pmean``: the step computes what one device does on the global batch.
 """
 
+import functools
 from typing import Sequence
 
 import jax
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from dlcore import parallel
 from dlcore.models.vae import VAE
 from dlcore.state import TrainState
 
@@ -44,8 +46,14 @@ def create_vae_state(image_shape: Sequence[int], key: jax.Array, *,
 
 def elbo_terms(state: TrainState, params, images: jax.Array, key: jax.Array,
                axis_name: str | None = None) -> Metrics:
-  """Per-example ``elbo``, ``reconstruction`` and ``kl``, each ``[B]``."""
-  log_p, kl = state.apply_fn({"params": params}, images, key, axis_name)
+  """Per-example ``elbo``, ``reconstruction`` and ``kl``, each ``[B]``.
+
+  With ``axis_name``, the noise is this device's rows of the draw for the
+  global batch.
+  """
+  draw_noise = functools.partial(parallel.shard_of_global_draw,
+                                 jax.random.normal, axis_name=axis_name)
+  log_p, kl = state.apply_fn({"params": params}, images, key, draw_noise)
   return {"elbo": log_p - kl, "reconstruction": log_p, "kl": kl}
 
 
