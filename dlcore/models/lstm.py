@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax.linen.recurrent import DenseParams
+from flax.typing import Dtype
 from jax import lax
 
 GATES = "ifgo"
@@ -103,23 +104,29 @@ class LSTM(nn.Module):
   """Reads ``[B, T, F]`` from a zero state; returns the last ``(c, h)`` ``[B, H]``.
 
   Parameters as ``nn.OptimizedLSTMCell``'s (name this module as that cell
-  would be named to share them); see the module docstring.
+  would be named to share them), in ``param_dtype``; see the module
+  docstring. Input, kernel and bias are cast to ``dtype``, in which the
+  recurrence and its VJP run and ``(c, h)`` are returned.
   """
   features: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     x_t = x[:, 0]
     h = jnp.zeros((x.shape[0], self.features), x.dtype)
     kernels_i = [DenseParams(self.features, use_bias=False,
+                             param_dtype=self.param_dtype,
                              kernel_init=nn.initializers.lecun_normal(),
                              name=f"i{gate}")(x_t)[0] for gate in GATES]
     kernels_h, biases = zip(*[
-        DenseParams(self.features, use_bias=True,
+        DenseParams(self.features, use_bias=True, param_dtype=self.param_dtype,
                     kernel_init=nn.initializers.orthogonal(),
                     bias_init=nn.initializers.zeros_init(),
                     name=f"h{gate}")(h) for gate in GATES])
     kernel = jnp.concatenate([jnp.concatenate(kernels_i, axis=-1),
                               jnp.concatenate(kernels_h, axis=-1)], axis=0)
-    return lstm_last_state(jnp.swapaxes(x, 0, 1), kernel,
-                           jnp.concatenate(biases, axis=-1))
+    x, kernel, bias = nn.dtypes.promote_dtype(
+        x, kernel, jnp.concatenate(biases, axis=-1), dtype=self.dtype)
+    return lstm_last_state(jnp.swapaxes(x, 0, 1), kernel, bias)

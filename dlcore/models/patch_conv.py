@@ -32,6 +32,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 Padding = str  # "SAME" or "VALID", stride 1, as nn.Conv.
 
@@ -125,12 +126,16 @@ class PatchConv(nn.Module):
   """``nn.Conv`` (stride 1) on channel-major ``[C, B, H, W]`` activations.
 
   Same parameters, initialisers and results as ``nn.Conv(features,
-  kernel_size, padding=padding)`` on the NHWC transpose: ``kernel``
-  ``[kh, kw, C, O]`` and ``bias`` ``[O]``. Output ``[O, B, H', W']``.
+  kernel_size, padding=padding, dtype=dtype, param_dtype=param_dtype)`` on
+  the NHWC transpose: ``kernel`` ``[kh, kw, C, O]`` and ``bias`` ``[O]``
+  in ``param_dtype``; input, kernel and bias are cast to ``dtype``, in which
+  the convolution and its VJP run. Output ``[O, B, H', W']`` in ``dtype``.
   """
   features: int
   kernel_size: tuple[int, int]
   padding: Padding = "SAME"
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -139,8 +144,11 @@ class PatchConv(nn.Module):
                        f"{self.padding!r}")
     kernel_size = tuple(self.kernel_size)
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (*kernel_size, x.shape[0], self.features))
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+                        (*kernel_size, x.shape[0], self.features),
+                        self.param_dtype)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,),
+                      self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if self.padding == "SAME":
       x = pad_same(x, kernel_size)
     matrix = jnp.transpose(kernel, (3, 2, 0, 1)).reshape(self.features, -1)

@@ -5,12 +5,17 @@ Each token is embedded to ``model_dim`` and given a learned position
 embedding; ``num_layers`` pre-LayerNorm blocks apply
 ``x + MHSA(LN(x))`` then ``x + MLP(LN(x))``; the mean over tokens feeds a
 linear read-out. Output ``[B, num_classes]``. Dropout draws from the
-``dropout`` RNG stream when ``train`` is true.
+``dropout`` RNG stream when ``train`` is true. Every layer computes in
+``dtype`` with ``param_dtype`` parameters (LayerNorm's statistics in
+float32); the logits are float32.
 """
+
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 from dlcore.models.recurrent import as_sequence
 
@@ -20,15 +25,19 @@ class EncoderBlock(nn.Module):
   num_heads: int
   mlp_dim: int
   dropout_rate: float
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    norm = functools.partial(nn.LayerNorm, **dtypes)
     dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(
-        nn.LayerNorm()(x))
+    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, **dtypes)(
+        norm()(x))
     x = x + dropout(y)
-    y = nn.Dense(self.mlp_dim)(nn.LayerNorm()(x))
-    y = nn.Dense(x.shape[-1])(nn.gelu(y))
+    y = nn.Dense(self.mlp_dim, **dtypes)(norm()(x))
+    y = nn.Dense(x.shape[-1], **dtypes)(nn.gelu(y))
     return x + dropout(y)
 
 
@@ -40,15 +49,21 @@ class TransformerClassifier(nn.Module):
   num_layers: int = 2
   mlp_dim: int = 128
   dropout_rate: float = 0.1
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    x = nn.Dense(self.model_dim)(as_sequence(x))
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = nn.Dense(self.model_dim, **dtypes)(as_sequence(x))
     positions = self.param("position_embedding",
                            nn.initializers.normal(stddev=0.02),
-                           (1,) + x.shape[1:])
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x + positions)
+                           (1,) + x.shape[1:], self.param_dtype)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(
+        x + positions.astype(self.dtype))
     for _ in range(self.num_layers):
-      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate)(x, train)
-    x = nn.LayerNorm()(x)
-    return nn.Dense(self.num_classes)(jnp.mean(x, axis=1))
+      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate,
+                       **dtypes)(x, train)
+    x = nn.LayerNorm(**dtypes)(x)
+    return nn.Dense(self.num_classes, **dtypes)(
+        jnp.mean(x, axis=1)).astype(jnp.float32)
