@@ -3,6 +3,7 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from dlcore.errors import ConfigError
@@ -10,6 +11,7 @@ from dlcore.models import (CLASSIFIERS, CNN, MLP, LeNet5, RecurrentClassifier,
                            ResNet, ResNet18, ResNet20, TransformerClassifier,
                            create_classifier)
 from dlcore.models import patch_conv
+from dlcore.models.gan import DCGANGenerator, MLPGenerator
 from dlcore.models.lstm import LSTM
 from dlcore.models.patch_conv import PatchConv
 from dlcore.state import count_params
@@ -246,6 +248,37 @@ def test_transformer_dropout_is_off_in_eval_and_on_in_training():
   a = apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
   b = apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
   assert not jnp.allclose(a, b)
+
+
+def test_mlp_generator_is_its_layers_by_hand():
+  """tanh(relu([z, embed(y)] W0 + b0) W1 + b1), reshaped to the image."""
+  model = MLPGenerator((2, 3, 1), hidden=(5,), num_classes=4)
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, 6))
+  labels = jnp.array([0, 3, 1])
+  variables = model.init(jax.random.PRNGKey(1), z, labels)
+  params = jax.tree.map(lambda p: np.asarray(p, np.float64) + 0.1,
+                        variables["params"])  # non-zero biases
+  x = np.concatenate([z, params["Embed_0"]["embedding"][labels]], -1)
+  hidden = np.maximum(x @ params["Dense_0"]["kernel"]
+                      + params["Dense_0"]["bias"], 0)
+  pre_activation = (hidden @ params["Dense_1"]["kernel"]
+                    + params["Dense_1"]["bias"])
+  assert np.max(np.abs(pre_activation)) > 1  # tanh far from the identity
+  images = model.apply({"params": jax.tree.map(jnp.float32, params)}, z, labels)
+  np.testing.assert_allclose(
+      images, np.tanh(pre_activation).reshape(3, 2, 3, 1), atol=1e-6)
+
+
+def test_dcgan_generator_is_tanh_of_its_last_transposed_convolution():
+  model = DCGANGenerator((8, 8, 1), width=8)
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, 5))
+  variables = model.init(jax.random.PRNGKey(1), z)
+  images, captured = model.apply(
+      variables, z, capture_intermediates=lambda module, _: isinstance(
+          module, nn.ConvTranspose), mutable=["intermediates"])
+  pre_activation, = captured["intermediates"]["ConvTranspose_1"]["__call__"]
+  assert pre_activation.shape == images.shape == (2, 8, 8, 1)
+  assert jnp.array_equal(images, jnp.tanh(pre_activation))
 
 
 def test_unknown_model_lists_the_choices():
