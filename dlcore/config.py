@@ -57,9 +57,11 @@ from dlcore.errors import ConfigError
 T = TypeVar("T")
 
 # Options that do not change what a run computes: a resumed run may differ
-# from the recorded one in these, and in nothing else.
+# from the recorded one in these (where it runs, how often it reports and
+# saves), and in nothing else.
 RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel",
-               "coordinator_address", "num_processes", "process_id")
+               "coordinator_address", "num_processes", "process_id",
+               "log_every", "eval_every", "sample_every", "checkpoint_every")
 
 
 def field(default: Any, help: str, choices: Sequence[str] | None = None):  # pylint: disable=redefined-builtin

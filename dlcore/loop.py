@@ -58,10 +58,11 @@ class LoopConfig:
   """How often the loop logs, evaluates, samples and saves (in steps; 0: at the end)."""
   log_every: int = field(100, "steps between metrics records (each the mean "
                          "over the steps since the last)")
-  eval_every: int = field(0, "steps between evaluations (0: at the end only)")
-  sample_every: int = field(0, "steps between sample grids (0: at the end "
+  eval_every: int = field(500, "steps between evaluations (0: at the end "
+                          "only)")
+  sample_every: int = field(500, "steps between sample grids (0: at the end "
                             "only)")
-  checkpoint_every: int = field(1000, "steps between checkpoints (0: at the "
+  checkpoint_every: int = field(500, "steps between checkpoints (0: at the "
                                 "end only; the last step is always saved)")
 
 

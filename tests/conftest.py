@@ -1,5 +1,6 @@
 """Shared fixtures: a TFDS data dir with ``digits`` prepared once per session."""
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -34,3 +35,16 @@ def write_npz(path: pathlib.Path, n_train=64, n_test=20, shape=(8, 8),
   arrays = {k: v for k, v in arrays.items() if v is not None}
   np.savez(path, **arrays)
   return path
+
+
+def small_classify_config(tmp_path: pathlib.Path, **changes):
+  """A ``ClassifyConfig`` of an MLP on a 96/30-example npz: 6 steps per epoch, 3 epochs."""
+  from dlcore.optim import OptimizerConfig  # pylint: disable=import-outside-toplevel
+  from dlcore.supervised import ClassifyConfig  # pylint: disable=import-outside-toplevel
+  npz = tmp_path / "small.npz"
+  if not npz.exists():
+    write_npz(npz, n_train=96, n_test=30)
+  return dataclasses.replace(
+      ClassifyConfig(dataset=str(npz), model="mlp", epochs=3, batch_size=16,
+                     optimizer=OptimizerConfig(lr=3e-3, schedule="cosine"),
+                     workdir=str(tmp_path / "run")), **changes)

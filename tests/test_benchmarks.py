@@ -198,7 +198,7 @@ def test_dqn_loop_baseline_follows_dlcores_run():
            "train_every": "train_frequency", "env": "env_id"}
   defaults = DqnConfig()
   assert defaults.dueling is False and defaults.double is False
-  assert (defaults.loss, defaults.tau, defaults.max_grad_norm) == ("mse", 1.0,
+  assert (defaults.loss, defaults.tau, defaults.optimizer.clip_norm) == ("mse", 1.0,
                                                                    0.0)
   assert baseline.DqnArgs() == baseline.DqnArgs(**{
       args_name: getattr(defaults, name) for name, args_name in names.items()})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import write_npz
+from conftest import small_classify_config, write_npz
 from dlcore import experiment, files
 from dlcore.checkpoint import Checkpointer
 from dlcore.errors import ConfigError, NonFiniteLossError
@@ -21,14 +21,6 @@ from dlcore.supervised import ClassifyConfig, train_and_evaluate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def small_config(tmp_path, **changes) -> ClassifyConfig:
-  npz = tmp_path / "small.npz"
-  if not npz.exists():
-    write_npz(npz, n_train=96, n_test=30)
-  return dataclasses.replace(
-      ClassifyConfig(dataset=str(npz), model="mlp", epochs=3, batch_size=16,
-                     optimizer=OptimizerConfig(lr=3e-3, schedule="cosine"),
-                     workdir=str(tmp_path / "run")), **changes)
 
 
 def restore_params(workdir):
@@ -84,10 +76,10 @@ def test_help_lists_every_option_with_its_choices():
 
 
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-  straight = small_config(tmp_path, workdir=str(tmp_path / "straight"))
+  straight = small_classify_config(tmp_path, workdir=str(tmp_path / "straight"))
   train_and_evaluate(straight, straight.workdir)
 
-  interrupted = small_config(tmp_path, workdir=str(tmp_path / "interrupted"))
+  interrupted = small_classify_config(tmp_path, workdir=str(tmp_path / "interrupted"))
   real_evaluate, calls = experiment.evaluate, []
 
   def evaluate_then_crash(*args, **kwargs):
@@ -141,7 +133,7 @@ def poisoned_npz(tmp_path, seed: int) -> tuple[str, int]:
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   dataset, bad_step = poisoned_npz(tmp_path, seed=0)
   assert 7 <= bad_step <= 12  # In epoch 2, after epoch 1's checkpoint.
-  config = small_config(tmp_path, dataset=dataset, epochs=3)
+  config = small_classify_config(tmp_path, dataset=dataset, epochs=3)
   with pytest.raises(NonFiniteLossError,
                      match=f"loss became NaN or infinite at step {bad_step};"):
     train_and_evaluate(config, config.workdir)
@@ -163,7 +155,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     ({"epochs": 0}, "option epochs must be at least 1"),
 ])
 def test_bad_input_stops_before_training(tmp_path, changes, message):
-  config = small_config(tmp_path, **changes)
+  config = small_classify_config(tmp_path, **changes)
   with pytest.raises(ConfigError, match=message):
     train_and_evaluate(config, config.workdir)
   assert not (tmp_path / "run" / "checkpoints").exists()
@@ -172,11 +164,11 @@ def test_bad_input_stops_before_training(tmp_path, changes, message):
 def test_out_of_range_labels_and_unwritable_workdir(tmp_path):
   bad = write_npz(tmp_path / "bad.npz", y_test=np.full(20, 7))
   with pytest.raises(ConfigError, match=r"label 7 outside \[0, 4\)"):
-    train_and_evaluate(small_config(tmp_path, dataset=str(bad)), tmp_path / "r")
+    train_and_evaluate(small_classify_config(tmp_path, dataset=str(bad)), tmp_path / "r")
   blocker = tmp_path / "a-file"
   blocker.write_text("not a directory")
   with pytest.raises(ConfigError, match="is not writable"):
-    train_and_evaluate(small_config(tmp_path), blocker / "run")
+    train_and_evaluate(small_classify_config(tmp_path), blocker / "run")
 
 
 def test_cli_prints_one_sentence_for_bad_input(tmp_path):
@@ -191,7 +183,7 @@ def test_cli_prints_one_sentence_for_bad_input(tmp_path):
 
 def test_training_runs_on_a_tfds_dataset_by_name(tmp_path):
   with tfds.testing.mock_data(num_examples=40):
-    config = small_config(tmp_path, dataset="mnist", data_dir=str(tmp_path),
+    config = small_classify_config(tmp_path, dataset="mnist", data_dir=str(tmp_path),
                           epochs=1, batch_size=8)
     summary = train_and_evaluate(config, config.workdir)
   assert summary["num_train"] == summary["num_test"] == 40

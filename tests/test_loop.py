@@ -17,24 +17,15 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from conftest import write_npz
+from conftest import small_classify_config, write_npz
 from dlcore import files, loop
 from dlcore.checkpoint import Checkpointer
 from dlcore.errors import ConfigError
-from dlcore.optim import OptimizerConfig
-from dlcore.supervised import ClassifyConfig, train_and_evaluate
+from dlcore.supervised import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def small_config(tmp_path, **changes) -> ClassifyConfig:
-  npz = tmp_path / "small.npz"
-  if not npz.exists():
-    write_npz(npz, n_train=96, n_test=30)
-  return dataclasses.replace(
-      ClassifyConfig(dataset=str(npz), model="mlp", epochs=2, batch_size=16,
-                     optimizer=OptimizerConfig(lr=3e-3),
-                     workdir=str(tmp_path / "run")), **changes)
 
 
 def tensorboard_scalars(directory: pathlib.Path) -> dict[str, dict[int, float]]:
@@ -63,7 +54,7 @@ def checkpoint_steps(workdir) -> list[int]:
 
 
 def test_cadences_are_independent_and_tensorboard_holds_the_records(tmp_path):
-  config = small_config(tmp_path, log_every=2, eval_every=6,
+  config = small_classify_config(tmp_path, epochs=2, log_every=2, eval_every=6,
                         checkpoint_every=4)  # 12 steps: 6 per epoch.
   train_and_evaluate(config)
   records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -82,7 +73,7 @@ def test_cadences_are_independent_and_tensorboard_holds_the_records(tmp_path):
 
 
 def test_resume_with_different_options_is_refused_naming_them(tmp_path):
-  config = small_config(tmp_path, epochs=1)
+  config = small_classify_config(tmp_path, epochs=1)
   train_and_evaluate(config)
   changed = dataclasses.replace(
       config, resume=True, batch_size=8,
@@ -96,7 +87,7 @@ def test_resume_with_different_options_is_refused_naming_them(tmp_path):
 
 
 def test_records_after_the_checkpoint_and_a_torn_line_are_dropped_on_resume(tmp_path):
-  config = small_config(tmp_path, checkpoint_every=6, log_every=3)
+  config = small_classify_config(tmp_path, epochs=2, checkpoint_every=6, log_every=3)
   train_and_evaluate(config)
   workdir = tmp_path / "run"
   path = workdir / "metrics.jsonl"

@@ -1,6 +1,5 @@
 """The optimizer config against hand computations and optax's own rules."""
 
-import functools
 import math
 
 import flax.linen as nn

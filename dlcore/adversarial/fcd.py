@@ -27,7 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlcore import parallel
+from dlcore.adversarial.state import GANState, sample
 from dlcore.checkpoint import Checkpointer
+from dlcore.data import Split
 from dlcore.loop import CHECKPOINT_DIR
 from dlcore.models import CNN
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
@@ -101,3 +104,36 @@ def load_or_train_judge(dataset: str, image_shape: tuple[int, ...],
   state, _ = checkpointer.restore_latest()  # Nested dicts of arrays.
   checkpointer.close()
   return Judge(state["params"], num_classes, summary["test_accuracy"])
+
+
+class GeneratorQuality:
+  """``quality(state)``: the FCD of a generator's samples against ``real`` images.
+
+  The generator draws one sample per real image from a fixed noise (``key``)
+  every time, so the numbers of different steps compare; conditional
+  generators (``num_classes > 0``) draw the labels ``i % num_classes`` and
+  are also scored by ``conditional_accuracy``, the judge's accuracy on them.
+  """
+
+  def __init__(self, judge: Judge, real: np.ndarray, latent_dim: int, *,
+               key: jax.Array, num_classes: int = 0):
+    self.judge = judge
+    self.real_features = judge.features(real)
+    self.z = jax.random.normal(key, (len(real), latent_dim))
+    self.labels = (jnp.arange(len(real)) % num_classes) if num_classes else None
+    self.sample = jax.jit(sample)
+
+  def __call__(self, state: GANState) -> dict[str, float]:
+    fake = (parallel.to_host(self.sample(state, self.z, self.labels))
+            + 1.0) / 2.0
+    quality = {"fcd": frechet_distance(self.real_features,
+                                       self.judge.features(fake))}
+    if self.labels is not None:
+      quality["conditional_accuracy"] = self.judge.accuracy(fake, self.labels)
+    return quality
+
+  def train_images_fcd(self, train: Split) -> float:
+    """The FCD of as many real training images: the floor a perfect generator reaches."""
+    count = len(self.real_features)
+    return frechet_distance(self.real_features,
+                            self.judge.features(train.images[:count]))

@@ -14,14 +14,12 @@ import pathlib
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from dlcore import experiment, optim, parallel
-from dlcore.adversarial.fcd import Judge, frechet_distance, load_or_train_judge
+from dlcore import experiment, optim
+from dlcore.adversarial.fcd import GeneratorQuality, load_or_train_judge
 from dlcore.adversarial.losses import LOSSES
 from dlcore.adversarial.objective import gan_objective
-from dlcore.adversarial.state import GANState, sample
 from dlcore.adversarial.steps import loss_spec
 from dlcore.config import check_positive, field
 from dlcore.data import Dataset, load_dataset
@@ -58,10 +56,6 @@ class GanConfig(experiment.ExperimentConfig):
                                      "WORKDIR/classifier)")
   fcd_samples: int = field(2000, "at most this many test and generated "
                            "images for the FCD")
-  eval_every: int = field(500, "steps between FCD evaluations (0: at the end)")
-  sample_every: int = field(500, "steps between sample grids (0: at the end)")
-  checkpoint_every: int = field(500, "steps between checkpoints (0: at the "
-                                "end)")
   workdir: str = field("runs/gan", "where metrics, samples and checkpoints go")
 
 
@@ -77,33 +71,6 @@ def _check(config: GanConfig, data: Dataset) -> None:
         f"dataset {data.name!r} has no labels, so option conditional cannot "
         "be used; drop it or add y_train and y_test to the file")
   create_gan_models(config.arch, data.image_shape)  # Unknown arch or size.
-
-
-class SampleQuality:
-  """The FCD (and conditional accuracy) of a generator's samples: ``quality(state)``."""
-
-  def __init__(self, config: GanConfig, data: Dataset, judge: Judge):
-    self.judge, self.conditional = judge, config.conditional
-    self.count = min(config.fcd_samples, len(data.test))
-    self.real_features = judge.features(data.test.images[:self.count])
-    self.z = jax.random.normal(jax.random.PRNGKey(config.seed + 1),
-                               (self.count, config.latent_dim))
-    self.labels = jnp.arange(self.count) % max(data.num_classes, 1)
-    self.sample = jax.jit(sample)
-
-  def __call__(self, state: GANState) -> dict[str, float]:
-    labels = self.labels if self.conditional else None
-    fake = (parallel.to_host(self.sample(state, self.z, labels)) + 1.0) / 2.0
-    quality = {"fcd": frechet_distance(self.real_features,
-                                       self.judge.features(fake))}
-    if self.conditional:
-      quality["conditional_accuracy"] = self.judge.accuracy(fake, self.labels)
-    return quality
-
-  def train_images_fcd(self, data: Dataset) -> float:
-    """The FCD of real training images: the floor a perfect generator reaches."""
-    return frechet_distance(
-        self.real_features, self.judge.features(data.train.images[:self.count]))
 
 
 def _to_generator_range(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -124,11 +91,15 @@ def train_gan(config: GanConfig,
   experiment.check(config, data)  # Before the judge writes anything.
   quality = None
   if data.num_classes:
-    quality = SampleQuality(config, data, load_or_train_judge(
-        config.dataset, data.image_shape, data.num_classes,
-        config.classifier_dir or pathlib.Path(config.workdir) / "classifier",
-        data_dir=config.data_dir, epochs=config.classifier_epochs,
-        seed=config.seed))
+    quality = GeneratorQuality(
+        load_or_train_judge(
+            config.dataset, data.image_shape, data.num_classes,
+            config.classifier_dir or pathlib.Path(config.workdir) / "classifier",
+            data_dir=config.data_dir, epochs=config.classifier_epochs,
+            seed=config.seed),
+        data.test.images[:config.fcd_samples], config.latent_dim,
+        key=jax.random.PRNGKey(config.seed + 1),
+        num_classes=data.num_classes if config.conditional else 0)
   objective = gan_objective(
       config.arch, data.image_shape,
       g_tx=optim.create_optimizer(config.g_optimizer, config.steps),
@@ -145,15 +116,11 @@ def train_gan(config: GanConfig,
   panels = {"losses": ["train_d_loss", "train_g_loss"],
             "discriminator": ["train_d_real", "train_d_fake"]}
   summary: dict[str, Any] = {}
-  if quality is not None:
+  if quality is not None:  # fcd, and conditional_accuracy when conditional.
     first, last = history.records[0], history.last
-    panels["Fréchet classifier distance"] = ["fcd"]
-    summary.update(fcd=last["fcd"], fcd_initial=first["fcd"],
-                   classifier_test_accuracy=quality.judge.test_accuracy,
-                   fcd_train_images=quality.train_images_fcd(data))
-    if config.conditional:
-      panels["classifier accuracy on samples"] = ["conditional_accuracy"]
-      summary.update(
-          conditional_accuracy=last["conditional_accuracy"],
-          conditional_accuracy_initial=first["conditional_accuracy"])
+    for name in set(first) - {"step"}:
+      summary.update({name: last[name], f"{name}_initial": first[name]})
+      panels[name] = [name]
+    summary.update(classifier_test_accuracy=quality.judge.test_accuracy,
+                   fcd_train_images=quality.train_images_fcd(data.train))
   return experiment.finish(config, history, summary, panels=panels)

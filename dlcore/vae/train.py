@@ -30,10 +30,6 @@ class VaeConfig(experiment.ExperimentConfig):
       optim.OptimizerConfig(name="adam", lr=1e-3), "the optimizer")
   eval_batch_size: int = field(500, "test batch size (the last batch is "
                                "padded and masked)")
-  eval_every: int = field(500, "steps between test ELBOs (0: at the end)")
-  sample_every: int = field(500, "steps between sample grids (0: at the end)")
-  checkpoint_every: int = field(500, "steps between checkpoints (0: at the "
-                                "end)")
   workdir: str = field("runs/vae", "where metrics, samples and checkpoints go")
 
 
