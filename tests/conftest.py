@@ -6,13 +6,21 @@ import pathlib
 import numpy as np
 import pytest
 
-from dlcore.data import load_dataset
+from dlcore.data import datasets, load_dataset
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
   """A fresh TFDS data directory, so tests never read the user's cache."""
   return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tfds_never_reads_the_users_cache(data_dir):
+  """Loading a dataset without a data_dir uses the session's fresh directory."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(datasets, "DEFAULT_DATA_DIR", data_dir)
+    yield
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +56,13 @@ def small_classify_config(tmp_path: pathlib.Path, **changes):
       ClassifyConfig(dataset=str(npz), model="mlp", epochs=3, batch_size=16,
                      optimizer=OptimizerConfig(lr=3e-3, schedule="cosine"),
                      workdir=str(tmp_path / "run")), **changes)
+
+
+LONGEST_FIRST = ("test_steps_on_8_simulated_devices_equal_one_device",
+                 "test_two_processes_end_with_the_parameters_of_one",
+                 "test_script_end_to_end_and_exact_resume")
+
+
+def pytest_collection_modifyitems(items):
+  """The longest tests start first, so that parallel workers (-n 2) end together."""
+  items.sort(key=lambda item: item.name not in LONGEST_FIRST)

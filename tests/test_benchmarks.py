@@ -7,6 +7,7 @@ parameters (it splits its keys as dlcore does).
 """
 
 import dataclasses
+import operator
 import functools
 import json
 
@@ -190,7 +191,7 @@ def test_dqn_loop_baseline_follows_dlcores_run():
   """
   names = {"num_envs": "num_envs", "total_steps": "total_timesteps",
            "buffer_size": "buffer_size", "batch_size": "batch_size",
-           "lr": "learning_rate", "gamma": "gamma",
+           "optimizer.lr": "learning_rate", "gamma": "gamma",
            "target_update_every": "target_network_frequency",
            "epsilon_start": "start_e", "epsilon_end": "end_e",
            "exploration_fraction": "exploration_fraction",
@@ -198,16 +199,18 @@ def test_dqn_loop_baseline_follows_dlcores_run():
            "train_every": "train_frequency", "env": "env_id"}
   defaults = DqnConfig()
   assert defaults.dueling is False and defaults.double is False
-  assert (defaults.loss, defaults.tau, defaults.optimizer.clip_norm) == ("mse", 1.0,
-                                                                   0.0)
+  assert (defaults.loss, defaults.tau, defaults.optimizer.clip_norm) == (
+      "mse", 1.0, 0.0)
   assert baseline.DqnArgs() == baseline.DqnArgs(**{
-      args_name: getattr(defaults, name) for name, args_name in names.items()})
+      args_name: operator.attrgetter(name)(defaults)
+      for name, args_name in names.items()})
 
   config = dataclasses.replace(
       defaults, total_steps=2000, buffer_size=300, batch_size=16,
       learning_starts=200, log_every=200, target_update_every=50)
   args = baseline.DqnArgs(steps_per_chunk=config.log_every, **{
-      args_name: getattr(config, name) for name, args_name in names.items()})
+      args_name: operator.attrgetter(name)(config)
+      for name, args_name in names.items()})
   program = make_dqn_program(config)
   init, chunk = baseline.make_dqn_loop(args, create_q_network((4,), 2))
   key = jax.random.PRNGKey(7)

@@ -7,7 +7,6 @@ import pytest
 
 from dlcore.adversarial import GanConfig
 from dlcore.config import load_config_file
-from dlcore.data import datasets
 from dlcore.qlearning import DqnConfig
 from dlcore.supervised import ClassifyConfig
 
@@ -25,9 +24,8 @@ def readme_example() -> str:
 
 @pytest.mark.slow
 def test_the_readme_autoencoder_trains_resumes_and_writes_everything(
-    tmp_path, monkeypatch, data_dir, capsys):
-  monkeypatch.chdir(tmp_path)
-  monkeypatch.setattr(datasets, "DEFAULT_DATA_DIR", data_dir)
+    tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)  # The example writes runs/autoencoder.
   code = readme_example()
   namespace: dict = {}
   exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
