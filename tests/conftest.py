@@ -1,7 +1,19 @@
-"""Shared fixtures: a TFDS data dir with ``digits`` prepared once per session."""
+"""Shared fixtures: a TFDS data dir with ``digits`` prepared once per session.
+
+Compiled programs are cached on disk for the session (JAX's persistent
+compilation cache, also read by the subprocesses the tests start): many
+tests compile the same steps, and a resumed run compiles what the
+interrupted one did.
+"""
 
 import dataclasses
+import os
 import pathlib
+import tempfile
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      tempfile.mkdtemp(prefix="dlcore-test-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import numpy as np
 import pytest
