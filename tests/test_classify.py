@@ -189,3 +189,21 @@ def test_training_runs_on_a_tfds_dataset_by_name(tmp_path):
   assert summary["num_train"] == summary["num_test"] == 40
   records = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")
   assert [r["step"] for r in records] == [5]
+
+
+@pytest.mark.slow
+def test_the_default_digits_run_in_bfloat16_is_within_half_a_point(tmp_path):
+  """Mixed precision: bfloat16 compute, float32 parameters, the same accuracy."""
+  summaries, params = {}, {}
+  for dtype in ("float32", "bfloat16"):
+    workdir = tmp_path / dtype
+    summaries[dtype] = train_and_evaluate(ClassifyConfig(dtype=dtype), workdir)
+    params[dtype] = restore_params(workdir)[1]
+  assert summaries["float32"]["test_accuracy"] >= 0.97
+  assert abs(summaries["bfloat16"]["test_accuracy"]
+             - summaries["float32"]["test_accuracy"]) <= 0.005
+  assert {leaf.dtype for leaf in jax.tree.leaves(params["bfloat16"])} == {
+      np.dtype("float32")}
+  # The two runs computed differently (bfloat16 rounding), not identically.
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(params["float32"]), jax.tree.leaves(params["bfloat16"])))
