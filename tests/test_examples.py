@@ -34,8 +34,8 @@ def test_the_readme_autoencoder_trains_resumes_and_writes_everything(
   records = history.records
   assert [r["step"] for r in records] == [50, 100, 150, 200, 250, 300]
   assert [r["step"] for r in records if "test_error" in r] == [100, 200, 300]
-  # It learns: the test error falls well below that of predicting 0.5
-  # everywhere (about 0.13 on digits) and keeps falling.
+  # It learns: the test error falls below that of predicting the mean
+  # training image (0.074 on digits; 0.5 everywhere: 0.180) and keeps falling.
   errors = [r["test_error"] for r in records if "test_error" in r]
   assert errors[-1] < errors[0] and errors[-1] < 0.06
   assert float(capsys.readouterr().out.split()[-1]) == errors[-1]
