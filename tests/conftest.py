@@ -9,6 +9,7 @@ interrupted one did.
 import dataclasses
 import os
 import pathlib
+import struct
 import tempfile
 
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
@@ -78,3 +79,25 @@ LONGEST_FIRST = ("test_steps_on_8_simulated_devices_equal_one_device",
 def pytest_collection_modifyitems(items):
   """The longest tests start first, so that parallel workers (-n 2) end together."""
   items.sort(key=lambda item: item.name not in LONGEST_FIRST)
+
+
+def tensorboard_values(directory: pathlib.Path,
+                       kind: str) -> dict[str, dict[int, object]]:
+  """``{tag: {step: value}}`` of one ``kind`` ("simple_value", "image") in TFRecord event files.
+
+  Read without TensorFlow: a record is its length (uint64), the length's
+  masked CRC (uint32), an ``Event`` proto and the proto's masked CRC.
+  """
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  values: dict[str, dict[int, object]] = {}
+  for path in sorted(directory.glob("events.out.tfevents.*")):
+    data = path.read_bytes()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack("<Q", data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        if value.HasField(kind):
+          values.setdefault(value.tag, {})[event.step] = getattr(value, kind)
+  return values

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import tensorboard_values
 from dlcore.adversarial import GanConfig, train_gan
 from dlcore.adversarial.fcd import load_or_train_judge
 from dlcore.checkpoint import Checkpointer
@@ -106,6 +107,13 @@ def test_vae_script_end_to_end(tmp_path):
   assert [r["step"] for r in records] == [2, 4]
   assert [r["step"] for r in records if "test_elbo" in r] == [4]
   assert summary["test_elbo"] == records[-1]["test_elbo"]
+  # TensorBoard holds the same grids: 100 samples of 8x8 tiled 10 x 10.
+  images = tensorboard_values(tmp_path / "tensorboard", "image")["samples"]
+  assert sorted(images) == [2, 4]
+  assert {(i.height, i.width, i.colorspace) for i in images.values()} == {
+      (80, 80, 3)}
+  assert all(i.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
+             for i in images.values())
 
 
 @pytest.mark.parametrize("flag,value", [("--loss", "lsgan"), ("--arch", "vit")])

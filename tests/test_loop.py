@@ -5,7 +5,6 @@ import json
 import pathlib
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -14,9 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tensorboardX.proto import event_pb2
 
-from conftest import small_classify_config, write_npz
+from conftest import small_classify_config, tensorboard_values, write_npz
 from dlcore import files, loop
 from dlcore.checkpoint import Checkpointer
 from dlcore.errors import ConfigError
@@ -25,26 +23,6 @@ from dlcore.supervised import train_and_evaluate
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-
-
-def tensorboard_scalars(directory: pathlib.Path) -> dict[str, dict[int, float]]:
-  """``{tag: {step: value}}`` read from TFRecord event files without TensorFlow.
-
-  A record is: length (uint64), its masked CRC (uint32), the ``Event``
-  proto, the proto's masked CRC (uint32).
-  """
-  scalars: dict[str, dict[int, float]] = {}
-  for path in sorted(directory.glob("events.out.tfevents.*")):
-    data = path.read_bytes()
-    offset = 0
-    while offset < len(data):
-      (length,) = struct.unpack("<Q", data[offset:offset + 8])
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
-      offset += 12 + length + 4
-      for value in event.summary.value:
-        if value.HasField("simple_value"):
-          scalars.setdefault(value.tag, {})[event.step] = value.simple_value
-  return scalars
 
 
 def checkpoint_steps(workdir) -> list[int]:
@@ -62,7 +40,7 @@ def test_cadences_are_independent_and_tensorboard_holds_the_records(tmp_path):
   assert all("train_loss" in r for r in records)
   assert [r["epoch"] for r in records if r["step"] % 6 == 0] == [1, 2]
   assert checkpoint_steps(config.workdir) == [4, 8, 12]  # The newest three.
-  scalars = tensorboard_scalars(tmp_path / "run" / "tensorboard")
+  scalars = tensorboard_values(tmp_path / "run" / "tensorboard", "simple_value")
   assert sorted(scalars["train_loss"]) == [2, 4, 6, 8, 10, 12]
   for record in records:
     for name in ("train_loss", "train_accuracy", "test_loss"):
