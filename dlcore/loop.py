@@ -162,7 +162,7 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
         total=num_steps, initial=start, desc=desc, unit="step",
         unit_scale=steps_per_call > 1, dynamic_ncols=True,
         mininterval=0.5) as bar:
-      tic = time.perf_counter()
+      tic, paused = time.perf_counter(), 0.0  # paused: not training.
       for step, batch in zip(range(start, num_steps, steps_per_call),
                              itertools.chain([first], upcoming)):
         state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
@@ -173,7 +173,9 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
         record: dict[str, Any] = {}
         if due(every.log_every, done) or stop:
           chunk = _fetch_and_check(pending, logged_until, steps_per_call)
-          seconds = time.perf_counter() - tic
+          now = time.perf_counter()
+          seconds = now - tic - paused
+          tic, paused = now, 0.0
           history.train_seconds += seconds
           record.update(seconds=seconds,
                         steps_per_sec=(done - logged_until) / seconds,
@@ -182,6 +184,7 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
         elif due(every.checkpoint_every, done):  # Never save a NaN state.
           pending = jax.device_get(pending)
           _fetch_and_check(pending, logged_until, steps_per_call)
+        pause = time.perf_counter()
         if due(every.eval_every, done) and evaluate is not None:
           record.update(evaluate(state))
         if due(every.sample_every, done) and sample is not None and main:
@@ -200,8 +203,7 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
         if stop:
           checkpointer.wait()
           raise Preempted(done, stop, str(workdir))
-        if record:
-          tic = time.perf_counter()  # Evaluation and writing are not training.
+        paused += time.perf_counter() - pause
   finally:
     if writer is not None:
       writer.close()
