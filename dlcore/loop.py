@@ -246,10 +246,11 @@ def _records_until(workdir: pathlib.Path, step: int,
 
   Records written after the restored checkpoint (the run stopped between
   the two writes) and a line torn by a crash are dropped, so the log goes
-  on exactly as an uninterrupted run's.
+  on exactly as an uninterrupted run's; a fresh start (``step`` 0) keeps
+  none, not even a crashed run's evaluation of its initial state.
   """
   path = workdir / METRICS_FILE
-  kept = [r for r in files.read_jsonl(path) if r["step"] <= step]
+  kept = [r for r in files.read_jsonl(path) if 0 < step and r["step"] <= step]
   if rewrite and path.exists():
     files.write_jsonl(path, kept)
   return kept

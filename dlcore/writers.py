@@ -37,9 +37,9 @@ class Writer:
     self.workdir = workdir
     self.enabled = enabled
     self._tensorboard = None
-    if enabled:  # purge_step drops events a resumed run writes again.
+    if enabled:  # purge_step drops events after start_step (all at 0).
       self._tensorboard = tensorboardX.SummaryWriter(
-          str(workdir / TENSORBOARD_DIR), purge_step=start_step or None)
+          str(workdir / TENSORBOARD_DIR), purge_step=start_step)
 
   def write(self, step: int, record: dict[str, Any]) -> None:
     """One record (``step`` included) to both logs; non-numbers go to JSON only."""
