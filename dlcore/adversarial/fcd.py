@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlcore import parallel
-from dlcore.adversarial.state import GANState, sample
+from dlcore.adversarial.state import GANState, cycling_labels, sample_images
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import Split
 from dlcore.loop import CHECKPOINT_DIR
@@ -110,26 +110,25 @@ class GeneratorQuality:
   """``quality(state)``: the FCD of a generator's samples against ``real`` images.
 
   The generator draws one sample per real image from a fixed noise (``key``)
-  every time, so the numbers of different steps compare; conditional
-  generators (``num_classes > 0``) draw the labels ``i % num_classes`` and
-  are also scored by ``conditional_accuracy``, the judge's accuracy on them.
+  every time, so the numbers of different steps compare; a conditional
+  generator draws the labels ``cycling_labels`` gives and is also scored by
+  ``conditional_accuracy``, the judge's accuracy on them.
   """
 
   def __init__(self, judge: Judge, real: np.ndarray, latent_dim: int, *,
-               key: jax.Array, num_classes: int = 0):
+               key: jax.Array):
     self.judge = judge
     self.real_features = judge.features(real)
     self.z = jax.random.normal(key, (len(real), latent_dim))
-    self.labels = (jnp.arange(len(real)) % num_classes) if num_classes else None
-    self.sample = jax.jit(sample)
+    self.sample = jax.jit(sample_images)
 
   def __call__(self, state: GANState) -> dict[str, float]:
-    fake = (parallel.to_host(self.sample(state, self.z, self.labels))
-            + 1.0) / 2.0
+    fake = parallel.to_host(self.sample(state, self.z))
     quality = {"fcd": frechet_distance(self.real_features,
                                        self.judge.features(fake))}
-    if self.labels is not None:
-      quality["conditional_accuracy"] = self.judge.accuracy(fake, self.labels)
+    if state.conditional:
+      quality["conditional_accuracy"] = self.judge.accuracy(
+          fake, cycling_labels(state, len(fake)))
     return quality
 
   def train_images_fcd(self, train: Split) -> float:

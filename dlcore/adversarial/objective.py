@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from dlcore.adversarial.state import (DCGAN_ADAM, GANState, create_gan_state,
-                                      sample)
+                                      sample_images)
 from dlcore.adversarial.steps import gan_step
 from dlcore.objective import Objective
 
@@ -34,9 +34,7 @@ def gan_objective(arch: str, image_shape: Sequence[int], *,
                             dtype=dtype)
 
   def grid(state: GANState, key: jax.Array) -> jax.Array:
-    z = jax.random.normal(key, (GRID_SIZE, latent_dim))
-    labels = jnp.arange(GRID_SIZE) % num_classes if num_classes else None
-    return (sample(state, z, labels) + 1.0) / 2.0
+    return sample_images(state, jax.random.normal(key, (GRID_SIZE, latent_dim)))
 
   return Objective(init=init, train_step=functools.partial(
       gan_step, loss=loss, n_critic=n_critic, gp_weight=gp_weight),

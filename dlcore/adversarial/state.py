@@ -78,4 +78,19 @@ def sample(state: GANState, z: jax.Array,
                     labels, train=False)
 
 
-__all__ = ["DCGAN_ADAM", "GANState", "create_gan_state", "sample"]
+def sample_images(state: GANState, z: jax.Array) -> jax.Array:
+  """Images ``[N, *image_shape]`` in [0, 1] from ``z`` ``[N, latent_dim]``.
+
+  A conditional generator is asked for the labels ``i % num_classes``,
+  which ``cycling_labels`` gives: the classes by column in a 10-wide grid.
+  """
+  return (sample(state, z, cycling_labels(state, len(z))) + 1.0) / 2.0
+
+
+def cycling_labels(state: GANState, count: int) -> jax.Array | None:
+  """``[0, 1, ..., num_classes - 1, 0, ...]`` of length ``count``; None if unconditional."""
+  return jnp.arange(count) % state.num_classes if state.conditional else None
+
+
+__all__ = ["DCGAN_ADAM", "GANState", "create_gan_state", "cycling_labels",
+           "sample", "sample_images"]

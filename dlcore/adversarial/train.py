@@ -98,8 +98,7 @@ def train_gan(config: GanConfig,
             data_dir=config.data_dir, epochs=config.classifier_epochs,
             seed=config.seed),
         data.test.images[:config.fcd_samples], config.latent_dim,
-        key=jax.random.PRNGKey(config.seed + 1),
-        num_classes=data.num_classes if config.conditional else 0)
+        key=jax.random.PRNGKey(config.seed + 1))
   objective = gan_objective(
       config.arch, data.image_shape,
       g_tx=optim.create_optimizer(config.g_optimizer, config.steps),

@@ -84,16 +84,17 @@ def summarize(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
     per_seed = [_finite_or_none(r)
                 for r in metrics["return_sum"].sum(0) / episodes]
   finished = [r for r in per_seed if r is not None]
-  learned = metrics["updates"][-1] > 0
+  updates = metrics["updates"].sum(0)  # Per seed.
   record = {"episode_return": float(np.mean(finished)) if finished else None,
             "episode_return_per_seed": per_seed,
             "episodes": int(episodes.sum()),
-            "updates": int(metrics["updates"][:, 0].sum()),
+            "updates": int(updates[0]),
             "epsilon": float(metrics["epsilon"][-1, 0])}
   for name in ("loss", "q_mean", "grad_norm"):
     if name in metrics:  # grad_norm is reported only when clipping.
-      record[name] = (float(np.mean(metrics[name][-1])) if learned.all()
-                      else None)
+      per_update = (metrics[name] * metrics["updates"]).sum(0) / np.maximum(
+          updates, 1)  # Each chunk's mean weighed by its updates.
+      record[name] = float(np.mean(per_update)) if (updates > 0).all() else None
   return record
 
 
@@ -149,14 +150,13 @@ def train_and_evaluate(config: DqnConfig,
   # The runner carries its own keys: the loop's batch and key go unused.
   chunk = _per_seed(lambda runner, batch, key: program.chunk(runner), mesh,
                     config.parallel, donate_argnums=0)
-  runners, history = loop.train(
+  _, history = loop.train(
       _per_seed(program.init, mesh, config.parallel)(keys), chunk,
       lambda start: itertools.repeat(None), key=jax.random.PRNGKey(config.seed),
       num_steps=program.num_chunks * chunk_length, workdir=workdir,
       every=every, evaluate=evaluate, resume=config.resume,
       config=experiment_dict(config), steps_per_call=chunk_length,
       summarize=summarize, desc=f"DQN on {config.env}, {mesh.size} device(s)")
-  del runners
   if parallel.is_main_process():
     plot_returns(history.records, workdir / "returns.png", config.env)
   last = history.last
