@@ -69,16 +69,17 @@ class ParallelConfig:
   Script configs inherit it (``class ClassifyConfig(ParallelConfig)``).
   """
   devices: int | None = field(None, "devices to train on (default: every "
-                              "device of every process)")
+                              "device of every process)", valid="[1, inf)")
   parallel: str = field("shard_map", "how the step runs on many devices",
                         choices=MECHANISMS)
   coordinator_address: str | None = field(
       None, "host:port of process 0 for a multi-host run (default: "
       "$JAX_COORDINATOR_ADDRESS; unset: one process)")
   num_processes: int | None = field(None, "processes of a multi-host run "
-                                    "(default: $JAX_NUM_PROCESSES)")
+                                    "(default: $JAX_NUM_PROCESSES)",
+                                    valid="[1, inf)")
   process_id: int | None = field(None, "this process's index, 0 first "
-                                 "(default: $JAX_PROCESS_ID)")
+                                 "(default: $JAX_PROCESS_ID)", valid="[0, inf)")
 
 
 def cluster_environment(env: dict[str, str] | None = None) -> str | None:

@@ -11,9 +11,8 @@ import pathlib
 from typing import Any
 
 from dlcore import experiment, optim
-from dlcore.config import check_positive, field
+from dlcore.config import field
 from dlcore.data import load_dataset, steps_per_epoch
-from dlcore.errors import ConfigError
 from dlcore.models import CLASSIFIERS, check_model_name, create_classifier
 from dlcore.supervised.steps import classifier_objective
 
@@ -22,13 +21,14 @@ from dlcore.supervised.steps import classifier_objective
 class ClassifyConfig(experiment.ExperimentConfig):
   """Options of ``experiments/classify.py`` (defaults: the digits run)."""
   model: str = field("cnn", "classifier", choices=sorted(CLASSIFIERS))
-  epochs: int = field(30, "passes over the training set")
+  epochs: int = field(30, "passes over the training set", valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=3e-3, schedule="cosine"),
       "the optimizer")
-  label_smoothing: float = field(0.0, "label smoothing in the cross-entropy")
+  label_smoothing: float = field(0.0, "label smoothing in the cross-entropy",
+                                 valid="[0, 1)")
   batch_size: int = field(32, "global training batch size (split evenly "
-                          "over the devices)")
+                          "over the devices)", valid="[1, inf)")
   log_every: int = field(0, "steps between metrics records (0: once per "
                          "epoch)")
   eval_every: int = field(0, "steps between test evaluations (0: once per "
@@ -41,10 +41,7 @@ class ClassifyConfig(experiment.ExperimentConfig):
 
 def _check(config: ClassifyConfig) -> None:
   check_model_name(config.model)
-  check_positive(config, "epochs")
-  if not 0.0 <= config.label_smoothing < 1.0:
-    raise ConfigError("option label_smoothing must be in [0, 1), got "
-                      f"{config.label_smoothing}")
+  experiment.check_options(config)
 
 
 def train_and_evaluate(config: ClassifyConfig,
