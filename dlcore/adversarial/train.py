@@ -24,6 +24,7 @@ from dlcore.adversarial.steps import loss_spec
 from dlcore.config import field
 from dlcore.data import Dataset, load_dataset
 from dlcore.errors import ConfigError
+from dlcore.models import check_image_shape
 from dlcore.models.gan import ARCHITECTURES, create_gan_models
 
 DCGAN_OPTIMIZER = optim.OptimizerConfig(name="adam", lr=2e-4, b1=0.5)
@@ -77,6 +78,8 @@ def _check(config: GanConfig, data: Dataset) -> None:
         f"dataset {data.name!r} has no labels, so option conditional cannot "
         "be used; drop it or add y_train and y_test to the file")
   create_gan_models(config.arch, data.image_shape)  # Unknown arch or size.
+  if data.num_classes:
+    check_image_shape("cnn", data.image_shape, who="the FCD classifier (cnn)")
 
 
 def _to_generator_range(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

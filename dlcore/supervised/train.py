@@ -13,7 +13,8 @@ from typing import Any
 from dlcore import experiment, optim
 from dlcore.config import field
 from dlcore.data import load_dataset, steps_per_epoch
-from dlcore.models import CLASSIFIERS, check_model_name, create_classifier
+from dlcore.models import (CLASSIFIERS, check_image_shape, check_model_name,
+                           create_classifier)
 from dlcore.supervised.steps import classifier_objective
 
 
@@ -54,6 +55,7 @@ def train_and_evaluate(config: ClassifyConfig,
     config = dataclasses.replace(config, workdir=str(workdir))
   _check(config)
   data = load_dataset(config.dataset, config.data_dir)
+  check_image_shape(config.model, data.image_shape)
   per_epoch = steps_per_epoch(len(data.train), config.batch_size)
   num_steps = per_epoch * config.epochs
   model = create_classifier(config.model, data.num_classes,
