@@ -65,6 +65,7 @@ SEED_RANGE = "[0, 4294967295]"
 # saves), and in nothing else.
 RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel",
                "coordinator_address", "num_processes", "process_id",
+               "coordinator_timeout",
                "log_every", "eval_every", "sample_every", "checkpoint_every")
 
 

@@ -10,6 +10,9 @@ import importlib.util
 import math
 import pathlib
 import pickle
+import socket
+import subprocess
+import sys
 import time
 import typing
 
@@ -299,3 +302,31 @@ def test_divergence_blames_the_learning_rate_only_when_state_and_data_were_finit
       "data, so training diverged: a lower learning rate or gradient clipping "
       "(option optimizer.clip_norm) may help; training stopped and the last "
       "good checkpoint was kept")
+
+
+def test_unresolvable_coordinator_is_refused_at_once(capsys, tmp_path):
+  sentence = refused(capsys, "classify", [
+      "--coordinator-address", "no-such-host.invalid:1234", "--num-processes",
+      "2", "--process-id", "1"], tmp_path / "run")
+  assert sentence.startswith("--coordinator-address 'no-such-host.invalid:"
+                             "1234' does not name a reachable host:port (")
+
+
+@pytest.mark.slow
+def test_unreachable_coordinator_times_out_with_one_sentence(tmp_path):
+  with socket.socket() as probe:  # A port nobody listens on.
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+  tic = time.perf_counter()
+  result = subprocess.run(
+      [sys.executable, str(SCRIPTS / "classify.py"), "--coordinator-address",
+       f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1",
+       "--coordinator-timeout", "2", "--workdir", str(tmp_path / "run")],
+      capture_output=True, text=True, check=False, timeout=120)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.splitlines() == [
+      f"error: the coordinator at 127.0.0.1:{port} did not gather every "
+      "process within 2 s (--coordinator-timeout); start all processes with "
+      "the same --coordinator-address and --num-processes, or wait longer"]
+  assert time.perf_counter() - tic < 60
+  assert not (tmp_path / "run").exists()
