@@ -22,7 +22,7 @@ from dlcore.adversarial.fcd import GeneratorQuality, load_or_train_judge
 from dlcore.adversarial.losses import LOSSES
 from dlcore.adversarial.objective import gan_objective
 from dlcore.adversarial.steps import loss_spec
-from dlcore.config import field
+from dlcore.config import STEPS_RANGE, field
 from dlcore.data import Dataset, load_dataset
 from dlcore.errors import ConfigError
 from dlcore.models import check_image_shape
@@ -43,7 +43,7 @@ class GanConfig(experiment.ExperimentConfig):
   loss: str = field("nonsaturating", "adversarial loss",
                     choices=tuple(LOSSES))
   conditional: bool = field(False, "condition both networks on the class label")
-  steps: int = field(3000, "generator updates", valid="[1, inf)")
+  steps: int = field(3000, "generator updates", valid=STEPS_RANGE)
   latent_dim: int = field(64, "noise dimensions", valid="[1, inf)")
   g_optimizer: optim.OptimizerConfig = field(DCGAN_OPTIMIZER,
                                              "the generator's optimizer")
