@@ -34,8 +34,9 @@ class NonFiniteLossError(RuntimeError):
     where = (f"at step {step}" if last_step is None or last_step == step
              else f"within steps {step} to {last_step}")
     super().__init__(
-        f"{name} became NaN or infinite {where}; training stopped and the "
-        "last good checkpoint was kept" + (f"; {cause}" if cause else ""))
+        f"{name} became NaN or infinite {where}"
+        + (f" {cause}" if cause else "")
+        + "; training stopped and the last good checkpoint was kept")
 
 
 def first_non_finite(tree: Any) -> str | None:
@@ -68,12 +69,12 @@ def divergence_cause(state_leaf: str | None, start_step: int,
   if state_leaf is not None:
     origin = ("the initial state" if start_step == 0 else "the state restored "
               f"from the checkpoint of step {start_step}")
-    return (f"{origin} already held NaN or infinite values (in "
-            f"{state_leaf}), so the learning rate is not the cause")
+    return (f"because {origin} already held NaN or infinite values (in "
+            f"{state_leaf}), not because of the learning rate")
   if batch_leaf is not None:
-    return (f"the first bad step's batch held NaN or infinite values (in "
-            f"{batch_leaf}), so the data is at fault, not the learning rate")
-  return ("the state and the data were finite, so training diverged: a lower "
+    return (f"because its batch held NaN or infinite values (in "
+            f"{batch_leaf}): the data is at fault, not the learning rate")
+  return ("from a finite state and finite data, so training diverged: a lower "
           "learning rate or gradient clipping (option optimizer.clip_norm) "
           "may help")
 
