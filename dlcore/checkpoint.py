@@ -21,6 +21,7 @@ cannot be read) is moved to ``damaged_checkpoints/`` beside the checkpoint
 directory, never deleted, with a line on stderr saying why.
 """
 
+import errno
 import hashlib
 import json
 import logging
@@ -109,8 +110,16 @@ class Checkpointer:
     (tmp / CHECKSUMS_FILE).write_text(json.dumps(file_checksums(tmp), indent=1))
 
   def save(self, step: int, state: Any, meta: dict[str, Any] | None = None):
-    """Starts saving ``state`` (any pytree) and JSON ``meta`` as checkpoint ``step``."""
+    """Starts saving ``state`` (any pytree) and JSON ``meta`` as checkpoint ``step``.
+
+    Raises ``OSError`` (``ENOSPC``) before writing anything when the file
+    system has less room than the state's bytes: a save that fails half
+    way makes Orbax print a traceback for every write still in flight.
+    """
     self._manager.wait_until_finished()
+    needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+    if shutil.disk_usage(self.directory).free < needed:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory))
     self._saving = step
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),

@@ -6,9 +6,8 @@ killed with real signals, real files cut or overwritten, a really full
 """
 
 import json
-import os
 import pathlib
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -209,7 +208,7 @@ def test_a_damaged_checkpoint_is_skipped_for_the_newest_intact_one(
   damage(workdir / "checkpoints" / "6")
   state, history = run(workdir, 8, resume=True, size=4096)
   err = capfd.readouterr().err
-  assert len(__import__("re").findall(
+  assert len(re.findall(
       rf"checkpoint at step 6 skipped: {why}; moved to "
       rf"{workdir / DAMAGED_DIR / '6'}", err)) == 1, err
   np.testing.assert_array_equal(state["x"], counted(4096, 8))
