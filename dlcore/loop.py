@@ -49,7 +49,8 @@ from jax.experimental import multihost_utils
 from dlcore import files
 from dlcore.checkpoint import Checkpointer
 from dlcore.config import differences, field
-from dlcore.errors import ConfigError, DiskFull, NonFiniteLossError, Preempted
+from dlcore.errors import (ConfigError, DiskFull, NonFiniteLossError,
+                           Preempted, divergence_cause, first_non_finite)
 from dlcore.lock import WorkdirLock
 from dlcore.writers import (METRICS_FILE, MODEL_FILE, SUMMARY_FILE, Writer,
                             parameter_table)
@@ -160,6 +161,12 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
     table, num_params = parameter_table(state)
     if main:
       files.write_atomic(workdir / MODEL_FILE, table.encode())
+    state_fault = first_non_finite(state)
+
+    def cause(step: int) -> str:  # Why step ``step`` (1-based) diverged.
+      batch = next(batches(step - 1), None)  # The same batch again.
+      return divergence_cause(state_fault, start, first_non_finite(batch))
+
     history = History(records, start, num_params,
                       train_seconds=sum(r.get("seconds", 0.0) for r in records))
     if start >= num_steps:
@@ -192,7 +199,8 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
         stop = interruptions.received(done)
         record: dict[str, Any] = {}
         if due(every.log_every, done) or stop:
-          chunk = _fetch_and_check(pending, logged_until, steps_per_call)
+          chunk = _fetch_and_check(pending, logged_until, steps_per_call,
+                                   cause)
           now = time.perf_counter()
           seconds = now - tic - paused
           tic, paused = now, 0.0
@@ -203,7 +211,7 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
           pending, logged_until = [], done
         elif due(every.checkpoint_every, done):  # Never save a NaN state.
           pending = jax.device_get(pending)
-          _fetch_and_check(pending, logged_until, steps_per_call)
+          _fetch_and_check(pending, logged_until, steps_per_call, cause)
         pause = time.perf_counter()
         if due(every.eval_every, done) and evaluate is not None:
           record.update(_checked(evaluate(state), done))
@@ -317,16 +325,20 @@ def _compile_seconds(step_fn: StepFn, *args) -> float | None:
   return time.perf_counter() - tic
 
 
-def _fetch_and_check(pending: list[Any], first_step: int,
-                     steps_per_call: int) -> dict[str, np.ndarray]:
-  """The pending calls' metrics stacked on host; raises at the first non-finite one."""
+def _fetch_and_check(pending: list[Any], first_step: int, steps_per_call: int,
+                     cause: Callable[[int], str]) -> dict[str, np.ndarray]:
+  """The pending calls' metrics stacked on host; raises at the first non-finite one.
+
+  ``cause(step)`` says why step ``step`` (1-based) diverged.
+  """
   chunk = jax.device_get(jax.tree.map(lambda *xs: np.stack(xs), *pending))
   bad = [(int(np.argmin(np.isfinite(v).reshape(len(v), -1).all(-1))), k)
          for k, v in chunk.items() if not np.all(np.isfinite(v))]
   if bad:
     call, name = min(bad)
     first = first_step + call * steps_per_call + 1
-    raise NonFiniteLossError(first, name, first + steps_per_call - 1)
+    raise NonFiniteLossError(first, name, first + steps_per_call - 1,
+                             cause(first))
   return chunk
 
 

@@ -139,7 +139,9 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   assert 7 <= bad_step <= 12  # In epoch 2, after epoch 1's checkpoint.
   config = small_classify_config(tmp_path, dataset=dataset, epochs=3)
   with pytest.raises(NonFiniteLossError,
-                     match=f"loss became NaN or infinite at step {bad_step};"):
+                     match=f"loss became NaN or infinite at step {bad_step} "
+                     r"because its batch held NaN or infinite values \(in "
+                     "image\\): the data is at fault, not the learning rate;"):
     train_and_evaluate(config, config.workdir)
   step, kept = restore_params(config.workdir)
   assert step == 6  # Epoch 1's checkpoint; nothing after it was saved.
