@@ -148,7 +148,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(kept))
   assert [r["step"] for r in files.read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [6]
   # Resuming repeats the same batches, so it stops at the same step.
-  with pytest.raises(NonFiniteLossError, match=f"at step {bad_step};"):
+  with pytest.raises(NonFiniteLossError, match=f"at step {bad_step} because"):
     train_and_evaluate(dataclasses.replace(config, resume=True), config.workdir)
   assert restore_params(config.workdir)[0] == 6
 
