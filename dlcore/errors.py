@@ -2,7 +2,7 @@
 
 A ``ConfigError`` carries one sentence that names the problem and the valid
 choices; the experiment scripts print it without a traceback and exit with
-status 2 (divergence: 3; preemption: 75). Library messages name options as
+status 2 (divergence: 3; a full disk: 74; preemption: 75). Library messages name options as
 ``option NAME`` (its config field); the command line shows them as flags.
 Anything else is a bug and keeps its traceback.
 
@@ -88,3 +88,15 @@ class Preempted(RuntimeError):
         f"{signal_name} received: stopped after step {step} and saved a "
         f"checkpoint in {workdir!r}; run the same command with option resume "
         "to continue exactly where it stopped")
+
+
+class DiskFull(OSError):
+  """A write failed for lack of space; the checkpoints before it are intact."""
+
+  def __init__(self, workdir: str, last_step: int | None):
+    kept = ("no checkpoint had been saved" if last_step is None else
+            f"the checkpoint at step {last_step} is intact")
+    super().__init__(
+        f"no space left on the device of {workdir!r}: training stopped, "
+        f"{kept} and no partial checkpoint was left; free some space and "
+        "run the same command with option resume")

@@ -32,6 +32,7 @@ from dlcore.data import (Dataset, Split, eval_batches, prefetch,
                          steps_per_epoch, train_batches)
 from dlcore.loop import History, LoopConfig, check_cadences, train
 from dlcore.objective import Objective
+from dlcore.writers import SUMMARY_FILE
 
 DTYPES = ("float32", "bfloat16")
 
@@ -183,7 +184,7 @@ def finish(config: Any, history: History, summary: dict[str, Any], *,
     workdir = pathlib.Path(config.workdir)
     plots.plot_curves(history.records, workdir / "curves.png", x=x,
                       panels=panels)
-    files.write_json(workdir / "summary.json", summary)
+    files.write_json(workdir / SUMMARY_FILE, summary)
   return summary
 
 
