@@ -39,6 +39,7 @@ import functools
 import importlib.util
 import inspect
 import json
+import math
 import pathlib
 import re
 import shutil
@@ -138,8 +139,9 @@ def check_ranges(config: Any, prefix: str = "") -> None:
     elif f.metadata.get("valid") is not None and value is not None:
       interval = Interval.parse(f.metadata["valid"])
       if value not in interval:
-        raise ConfigError(
-            f"option {name} must be {interval.describe()}, got {value}")
+        finite = " and finite" if value in (math.inf, -math.inf) else ""
+        raise ConfigError(f"option {name} must be {interval.describe()}"
+                          f"{finite}, got {value}")
 
 
 def flag(name: str) -> str:

@@ -119,6 +119,8 @@ def test_every_numeric_option_refuses_values_outside_its_stated_range(name):
      "steps // --g-optimizer.accumulate 1), got 10"),
     ("classify", ["--optimizer.weight-decay", "-0.1"],
      "--optimizer.weight-decay must be at least 0, got -0.1"),
+    ("classify", ["--optimizer.clip-norm", "inf"],
+     "--optimizer.clip-norm must be at least 0 and finite, got inf"),
     ("gan", ["--gp-weight", "-1"], "--gp-weight must be at least 0, got -1.0"),
     ("gan", ["--d-optimizer.b1", "1"],
      "--d-optimizer.b1 must be in [0, 1), got 1.0"),
