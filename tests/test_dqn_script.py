@@ -7,6 +7,7 @@ import pathlib
 import jax
 import pytest
 
+from dlcore import files
 from dlcore.checkpoint import Checkpointer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -127,9 +128,13 @@ def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()[-1]  # After tqdm's bar.
   # Learning starts at step 200; Adam at lr 1e30 overflows within updates
   # of the first chunk, which is known only as a whole.
+  # The agent and the environments were finite: the learning rate it was.
   assert err.startswith("error: loss became NaN or infinite within steps 1 "
-                        "to 500; training stopped")
-  assert not (workdir / "metrics.jsonl").exists()
+                        "to 500 from a finite state and finite data, so "
+                        "training diverged: a lower learning rate")
+  assert err.endswith("; training stopped and the last good checkpoint was "
+                      "kept")
+  assert files.read_jsonl(workdir / "metrics.jsonl") == []  # No record.
   assert not (workdir / "summary.json").exists()
   assert not list((workdir / "checkpoints").iterdir())
 

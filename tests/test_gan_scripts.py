@@ -132,7 +132,7 @@ def test_bad_input_gets_one_sentence(tmp_path):
        "has no labels, so option conditional cannot be used"),
       (GanConfig(dataset=_unlabelled_npz(tmp_path, side=10)),
        "cannot make 10x10 images; it supports 8x8, 28x28, 32x32"),
-      (GanConfig(steps=0), "option steps must be at least 1"),
+      (GanConfig(steps=0), r"option steps must be in \[1, 2147483647\], got 0"),
   ]
   for config, message in cases:
     with pytest.raises(ConfigError, match=message):
