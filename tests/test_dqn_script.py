@@ -128,7 +128,8 @@ def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
   # Learning starts at step 200; Adam at lr 1e30 overflows within updates
   # of the first chunk, which is known only as a whole.
   assert err.startswith("error: loss became NaN or infinite within steps 1 "
-                        "to 500; training stopped")
+                        "to 500 from a finite state and finite data, so "
+                        "training diverged: a lower learning rate")
   assert not (workdir / "metrics.jsonl").exists()
   assert not (workdir / "summary.json").exists()
   assert not list((workdir / "checkpoints").iterdir())
