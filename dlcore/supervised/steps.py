@@ -29,7 +29,8 @@ from jax import lax
 from dlcore import losses
 from dlcore.metrics import Average
 from dlcore.objective import Metrics, Objective
-from dlcore.state import TrainState, create_train_state
+from dlcore.state import (TrainState, create_train_state,
+                          frozen_norms_in_inference)
 
 TASKS = ("classification", "regression")
 
@@ -47,8 +48,9 @@ def _apply(state: TrainState, params, images, *, train: bool, key=None,
                              rngs={"dropout": key} if key is not None else None,
                              **kwargs)
     return outputs, state.batch_stats
-  outputs, updates = state.apply_fn(variables, images, rngs={"dropout": key},
-                                    mutable=["batch_stats"], **kwargs)
+  with frozen_norms_in_inference(state.frozen):
+    outputs, updates = state.apply_fn(variables, images, rngs={"dropout": key},
+                                      mutable=["batch_stats"], **kwargs)
   return outputs, updates["batch_stats"]
 
 
