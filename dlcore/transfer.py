@@ -185,7 +185,8 @@ def merge(loaded: Variables, fresh: Variables, *, reinit: tuple[str, ...] = (HEA
   """``fresh`` with every leaf not re-initialised taken from ``loaded``.
 
   ``fresh`` may hold ``jax.ShapeDtypeStruct`` leaves (from ``jax.eval_shape``):
-  the merge then only checks. Loaded values take the fresh leaf's dtype.
+  the merge then checks without initialising anything, and the restored
+  leaves come back as numpy arrays. Loaded values take the fresh leaf's dtype.
   Raises ``ConfigError`` naming every offending path; see the module docstring.
   """
   patterns = tuple(head_pattern(fresh["params"]) if p == HEAD else p
@@ -230,7 +231,7 @@ def merge(loaded: Variables, fresh: Variables, *, reinit: tuple[str, ...] = (HEA
 
 def _as(value: Any, like: Any) -> Any:
   if isinstance(like, jax.ShapeDtypeStruct):
-    return like
+    return np.asarray(value, dtype=like.dtype)
   return jax.numpy.asarray(value, dtype=like.dtype)
 
 

@@ -19,7 +19,8 @@ from dlcore.errors import ConfigError
 from dlcore.models.convnets import CNN, LeNet5
 from dlcore.models.mlp import MLP
 from dlcore.models.recurrent import RecurrentClassifier
-from dlcore.models.resnet import ResNet, ResNet18, ResNet20
+from dlcore.models.resnet import (ImageNetResNet, ImageNetResNet18,
+                                  ImageNetResNet50, ResNet, ResNet18, ResNet20)
 from dlcore.models.transformer import TransformerClassifier
 
 # Each is called as ``CLASSIFIERS[name](num_classes=..., dtype=...)``.
@@ -29,6 +30,8 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "cnn": CNN,
     "resnet20": ResNet20,
     "resnet18": ResNet18,
+    "resnet18_imagenet": ImageNetResNet18,
+    "resnet50_imagenet": ImageNetResNet50,
     "rnn": functools.partial(RecurrentClassifier, cell="rnn"),
     "lstm": functools.partial(RecurrentClassifier, cell="lstm"),
     "gru": functools.partial(RecurrentClassifier, cell="gru"),
@@ -52,6 +55,7 @@ def create_classifier(name: str, num_classes: int,
   return CLASSIFIERS[name](num_classes=num_classes, dtype=dtype)
 
 
-__all__ = ["CLASSIFIERS", "CNN", "LeNet5", "MLP", "RecurrentClassifier",
+__all__ = ["CLASSIFIERS", "CNN", "ImageNetResNet", "ImageNetResNet18",
+           "ImageNetResNet50", "LeNet5", "MLP", "RecurrentClassifier",
            "ResNet", "ResNet18", "ResNet20", "TransformerClassifier",
            "check_model_name", "create_classifier"]
