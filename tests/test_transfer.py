@@ -17,6 +17,7 @@ from dlcore import experiment, files, transfer
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import few_shot, load_dataset, parse_classes, select_classes
 from dlcore.errors import ConfigError
+from dlcore.models import create_classifier
 from dlcore.optim import OptimizerConfig, create_optimizer
 from dlcore.state import create_train_state
 from dlcore.supervised import (FinetuneConfig, eval_step, finetune,
@@ -56,6 +57,16 @@ def _variables(state):
 
 
 # Restoring.
+
+def test_imagenet_resnets_have_torchvisions_parameter_counts():
+  """11,689,512 and 25,557,032 with 1,000 classes, as torchvision's."""
+  for name, expected in [("resnet18_imagenet", 11_689_512),
+                         ("resnet50_imagenet", 25_557_032)]:
+    model = create_classifier(name, 1000)
+    params = jax.eval_shape(lambda: model.init(  # pylint: disable=cell-var-from-loop
+        jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))["params"]
+    assert sum(x.size for x in jax.tree.leaves(params)) == expected
+
 
 def test_orbax_and_npz_round_trips_give_identical_outputs(tmp_path):
   trained = _trained_state()
