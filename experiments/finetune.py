@@ -1,4 +1,4 @@
-"""Fine-tune a classifier from pretrained weights and report its test accuracy.
+r"""Fine-tune a classifier from pretrained weights and report its test accuracy.
 
 Every option of ``classify.py`` (``--epochs``, ``--batch-size``,
 ``--optimizer.lr``, ``--seed``, ``--model``, ``--classes``,

@@ -25,7 +25,8 @@ class FinetuneConfig(ClassifyConfig):
   """Options of ``experiments/finetune.py``: ``classify.py``'s and the transfer's."""
   init_from: str = field("", "the weights to start from: a dlcore workdir, "
                          "an Orbax checkpoint directory or an .npz file "
-                         "keyed 'params/Conv_0/kernel' (required)")
+                         "keyed 'params/Conv_0/kernel' (default: none; "
+                         "required)")
   reinit: tuple[str, ...] = field((transfer.HEAD,), "regexes of paths that "
                                   "keep their fresh values (HEAD: the "
                                   "model's last module; give none to "
