@@ -16,7 +16,8 @@ image) and every seed trains on classes 5-9 with K images per class:
   (the backbone at ``--backbone-lr-mult`` times the learning rate).
 
 Every method at a given K trains for the same ``--steps`` steps (batches of
-``min(--batch-size, 5 K)`` images, Adam, cosine decay from ``--lr``) and is
+``min(--batch-size, 5 K)`` images, Adam, cosine decay from ``--lr``,
+optionally ``--shift`` augmentation) and is
 scored on all test images of classes 5-9. The K-shot subset depends on the
 seed (``--train-per-class``), the same for the three methods. Results go to
 ``--out``: ``transfer.json`` (one record per K, method and seed, written as
@@ -63,6 +64,9 @@ def _parse() -> argparse.Namespace:
   parser.add_argument("--backbone-lr-mult", type=float, default=1.0,
                       help="fine-tuning's backbone lr multiplier")
   parser.add_argument("--pretrain-epochs", type=int, default=10)
+  parser.add_argument("--shift", type=int, default=0,
+                      help="random translations (pixels) of the target "
+                      "runs' training images")
   return parser.parse_args()
 
 
@@ -85,7 +89,7 @@ def _expected(args, k: int, method: str, seed: int) -> dict:
           "backbone_lr_mult": (args.backbone_lr_mult if method == "finetune"
                                else None),
           "pretrain_epochs": (args.pretrain_epochs if method != "scratch"
-                              else None)}
+                              else None), "shift": args.shift}
 
 
 def _batch_size(args, k: int) -> int:
@@ -110,7 +114,7 @@ def _run(args, out, source, expected: dict) -> dict:
       dataset=args.dataset, classes=TARGET, train_per_class=k, seed=seed,
       batch_size=batch, epochs=steps // ((5 * k if k else _num_target_train(
           args.dataset)) // batch), log_every=steps, eval_every=steps,
-      checkpoint_every=steps, workdir=str(workdir),
+      checkpoint_every=steps, workdir=str(workdir), shift=args.shift,
       optimizer=OptimizerConfig(name="adam", lr=args.lr, schedule="cosine"))
   if method == "scratch":
     summary = train_and_evaluate(ClassifyConfig(**common))
@@ -199,8 +203,9 @@ def main() -> None:
   source = _pretrain(args, out) if set(methods) - {"scratch"} else None
   results = out / "transfer.json"
   records = json.loads(results.read_text()) if results.exists() else []
-  identity = lambda r: tuple(r[n] for n in (
-      "k", "method", "seed", "steps", "backbone_lr_mult", "pretrain_epochs"))
+  identity = lambda r: tuple(r.get(n, 0) for n in (
+      "k", "method", "seed", "steps", "backbone_lr_mult", "pretrain_epochs",
+      "shift"))
   wanted = [_expected(args, k, method, seed)
             for k in ks for seed in range(args.seeds) for method in methods]
   for expected in wanted:

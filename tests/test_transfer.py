@@ -278,3 +278,19 @@ def test_finetune_end_to_end_with_exact_resume(tmp_path, monkeypatch):
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: --optimizer.freeze pattern 'Dense_9/.*' matches no parameter path")
   assert not (tmp_path / "bad").exists()
+
+
+def test_random_shift_moves_each_image_by_its_own_offset():
+  from dlcore.supervised.steps import random_shift  # pylint: disable=import-outside-toplevel
+  images = jax.random.uniform(jax.random.PRNGKey(0), (16, 5, 6, 2)) + 1
+  np.testing.assert_array_equal(random_shift(jax.random.PRNGKey(1), images, 0),
+                                images)
+  moved = np.asarray(random_shift(jax.random.PRNGKey(1), images, 2))
+  padded = np.pad(np.asarray(images), ((0, 0), (2, 2), (2, 2), (0, 0)))
+  offsets = set()
+  for i, image in enumerate(moved):
+    matches = [(dy, dx) for dy in range(5) for dx in range(5)
+               if np.array_equal(image, padded[i, dy:dy + 5, dx:dx + 6])]
+    assert len(matches) == 1
+    offsets.add(matches[0])
+  assert len(offsets) > 5  # Drawn per image.

@@ -41,6 +41,8 @@ class ClassifyConfig(experiment.ExperimentConfig):
       optim.OptimizerConfig(name="adam", lr=3e-3, schedule="cosine"),
       "the optimizer")
   label_smoothing: float = field(0.0, "label smoothing in the cross-entropy")
+  shift: int = field(0, "augment training images by random translations of "
+                     "up to this many pixels (0: none)")
   batch_size: int = field(32, "global training batch size (split evenly "
                           "over the devices)")
   log_every: int = field(0, "steps between metrics records (0: once per "
@@ -60,6 +62,8 @@ class ClassifyConfig(experiment.ExperimentConfig):
 def _check(config: ClassifyConfig) -> None:
   check_model_name(config.model)
   check_positive(config, "epochs")
+  if config.shift < 0:
+    raise ConfigError(f"option shift must be at least 0, got {config.shift}")
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ConfigError("option label_smoothing must be in [0, 1), got "
                       f"{config.label_smoothing}")
@@ -117,7 +121,8 @@ def train_and_evaluate(config: ClassifyConfig,
       for name in ("log_every", "eval_every", "checkpoint_every")})
   objective = classifier_objective(
       model, optim.create_optimizer(config.optimizer, num_steps),
-      label_smoothing=config.label_smoothing, frozen=config.optimizer.freeze)
+      label_smoothing=config.label_smoothing, shift=config.shift,
+      frozen=config.optimizer.freeze)
   if init_variables is not None:
     init_variables(shapes)  # Refuses mismatches before anything is written.
     objective = _warm_started(objective, init_variables)
