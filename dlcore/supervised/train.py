@@ -20,11 +20,11 @@ import jax
 import numpy as np
 
 from dlcore import experiment, optim
-from dlcore.config import check_positive, field
+from dlcore.config import field
 from dlcore.data import (Dataset, few_shot, load_dataset, parse_classes,
                          select_classes, steps_per_epoch)
-from dlcore.errors import ConfigError
-from dlcore.models import CLASSIFIERS, check_model_name, create_classifier
+from dlcore.models import (CLASSIFIERS, check_image_shape, check_model_name,
+                           create_classifier)
 from dlcore.objective import Objective
 from dlcore.supervised.steps import classifier_objective
 
@@ -36,15 +36,16 @@ InitVariables = Callable[[dict[str, Any]], dict[str, Any]]
 class ClassifyConfig(experiment.ExperimentConfig):
   """Options of ``experiments/classify.py`` (defaults: the digits run)."""
   model: str = field("cnn", "classifier", choices=sorted(CLASSIFIERS))
-  epochs: int = field(30, "passes over the training set")
+  epochs: int = field(30, "passes over the training set", valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=3e-3, schedule="cosine"),
       "the optimizer")
-  label_smoothing: float = field(0.0, "label smoothing in the cross-entropy")
+  label_smoothing: float = field(0.0, "label smoothing in the cross-entropy",
+                                 valid="[0, 1)")
   shift: int = field(0, "augment training images by random translations of "
-                     "up to this many pixels (0: none)")
+                     "up to this many pixels (0: none)", valid="[0, inf)")
   batch_size: int = field(32, "global training batch size (split evenly "
-                          "over the devices)")
+                          "over the devices)", valid="[1, inf)")
   log_every: int = field(0, "steps between metrics records (0: once per "
                          "epoch)")
   eval_every: int = field(0, "steps between test evaluations (0: once per "
@@ -56,17 +57,13 @@ class ClassifyConfig(experiment.ExperimentConfig):
   classes: str = field("", "keep only these classes, relabelled 0..k-1 in "
                        "this order, e.g. 5,6,7,8,9 (default: all)")
   train_per_class: int = field(0, "training images per class, drawn "
-                               "reproducibly from the seed (0: all)")
+                               "reproducibly from the seed (0: all)",
+                               valid="[0, inf)")
 
 
 def _check(config: ClassifyConfig) -> None:
   check_model_name(config.model)
-  check_positive(config, "epochs")
-  if config.shift < 0:
-    raise ConfigError(f"option shift must be at least 0, got {config.shift}")
-  if not 0.0 <= config.label_smoothing < 1.0:
-    raise ConfigError("option label_smoothing must be in [0, 1), got "
-                      f"{config.label_smoothing}")
+  experiment.check_options(config)
 
 
 def load_task(config: ClassifyConfig) -> Dataset:
@@ -104,6 +101,7 @@ def train_and_evaluate(config: ClassifyConfig,
     config = dataclasses.replace(config, workdir=str(workdir))
   _check(config)
   data = load_task(config)
+  check_image_shape(config.model, data.image_shape)
   per_epoch = steps_per_epoch(len(data.train), config.batch_size)
   num_steps = per_epoch * config.epochs
   model = create_classifier(config.model, data.num_classes,
