@@ -59,6 +59,8 @@ T = TypeVar("T")
 # The seeds ``jax.random.PRNGKey`` takes as they are (a larger one wraps
 # around to a smaller seed's key; NumPy refuses a negative one).
 SEED_RANGE = "[0, 4294967295]"
+# Steps a run can count: its step counters are int32.
+STEPS_RANGE = "[1, 2147483647]"
 
 # Options that do not change what a run computes: a resumed run may differ
 # from the recorded one in these (where it runs, how often it reports and

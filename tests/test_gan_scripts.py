@@ -23,10 +23,10 @@ import vae  # pylint: disable=wrong-import-position
 
 
 @pytest.fixture(scope="module")
-def classifier_dir(tmp_path_factory):
+def classifier_dir(tmp_path_factory, digits):
   """A digits FCD classifier trained once (3 epochs) for every test here."""
   directory = tmp_path_factory.mktemp("classifier")
-  judge = load_or_train_judge("digits", (8, 8, 1), 10, directory, epochs=3)
+  judge = load_or_train_judge("digits", digits, directory, epochs=3)
   assert judge.test_accuracy > 0.8
   return str(directory)
 

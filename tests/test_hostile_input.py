@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from dlcore import cli, errors
+from dlcore.adversarial.fcd import judge_directory
 from dlcore.data import datasets
 from dlcore.config import Interval, check_ranges
 from dlcore.errors import ConfigError
@@ -331,3 +332,16 @@ def test_unreachable_coordinator_times_out_with_one_sentence(tmp_path):
       "the same --coordinator-address and --num-processes, or wait longer"]
   assert time.perf_counter() - tic < 60
   assert not (tmp_path / "run").exists()
+
+
+def test_fcd_classifier_cache_is_keyed_to_the_dataset_arrays(tmp_path):
+  def data(seed, name="data"):
+    return datasets.load_dataset(str(_npz(tmp_path / f"{name}.npz",
+                                          x_train=np.random.default_rng(seed)
+                                          .random((40, 8, 8)))))
+  cache = tmp_path / "classifiers"
+  same_shape = [judge_directory(data(seed), cache) for seed in (0, 1)]
+  assert same_shape[0] != same_shape[1]  # Same shape, other pixels.
+  assert judge_directory(data(0), cache) == same_shape[0]  # Same arrays.
+  assert same_shape[0].parent == cache
+  assert same_shape[0].name.startswith("data-")

@@ -5,8 +5,9 @@ Writes into ``workdir`` what ``dlcore.loop`` writes (``metrics.jsonl``,
 cadence, ``checkpoints/``), plus ``curves.png`` and ``summary.json``: the
 final Fréchet classifier distance ``fcd`` (and ``fcd_initial``, the same
 generator before training, evaluated at step 0) and, for conditional GANs,
-``conditional_accuracy``. The classifier behind them is trained once into
-``classifier_dir`` (default ``workdir/classifier``).
+``conditional_accuracy``. The classifier behind them is trained once per
+dataset into ``classifier_dir`` (default ``workdir/classifier``), in a
+subdirectory named by the dataset and a hash of its arrays.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ from dlcore.adversarial.fcd import GeneratorQuality, load_or_train_judge
 from dlcore.adversarial.losses import LOSSES
 from dlcore.adversarial.objective import gan_objective
 from dlcore.adversarial.steps import loss_spec
-from dlcore.config import field
+from dlcore.config import STEPS_RANGE, field
 from dlcore.data import Dataset, load_dataset
 from dlcore.errors import ConfigError
 from dlcore.models import check_image_shape
@@ -42,7 +43,7 @@ class GanConfig(experiment.ExperimentConfig):
   loss: str = field("nonsaturating", "adversarial loss",
                     choices=tuple(LOSSES))
   conditional: bool = field(False, "condition both networks on the class label")
-  steps: int = field(3000, "generator updates", valid="[1, inf)")
+  steps: int = field(3000, "generator updates", valid=STEPS_RANGE)
   latent_dim: int = field(64, "noise dimensions", valid="[1, inf)")
   g_optimizer: optim.OptimizerConfig = field(DCGAN_OPTIMIZER,
                                              "the generator's optimizer")
@@ -54,7 +55,9 @@ class GanConfig(experiment.ExperimentConfig):
                            valid="[0, inf)")
   classifier_epochs: int = field(20, "epochs of the FCD classifier",
                                  valid="[1, inf)")
-  classifier_dir: str | None = field(None, "where the FCD classifier is "
+  classifier_dir: str | None = field(None, "where the FCD classifier of "
+                                     "each dataset (keyed by a hash of its "
+                                     "arrays) is "
                                      "trained once and cached (default "
                                      "WORKDIR/classifier)")
   fcd_samples: int = field(2000, "at most this many test and generated "
@@ -103,7 +106,7 @@ def train_gan(config: GanConfig,
   if data.num_classes:
     quality = GeneratorQuality(
         load_or_train_judge(
-            config.dataset, data.image_shape, data.num_classes,
+            config.dataset, data,
             config.classifier_dir or pathlib.Path(config.workdir) / "classifier",
             data_dir=config.data_dir, epochs=config.classifier_epochs,
             seed=config.seed),

@@ -137,14 +137,26 @@ def _as_labels(y: np.ndarray, what: str, num_classes: int | None) -> np.ndarray:
 def _check_npz_file(path: pathlib.Path) -> None:
   """Raises ``ConfigError`` unless ``path`` is a file that could be an npz archive."""
   if not path.is_file():
-    raise ConfigError(f"dataset file {str(path)!r} does not exist")
+    raise ConfigError(f"dataset file {str(path)!r} " + (
+        "is not a file" if path.exists() else "does not exist"))
+  try:
+    with open(path, "rb") as f:
+      head = f.read(6)
+  except OSError as e:
+    raise ConfigError(f"dataset file {str(path)!r} cannot be read "
+                      f"({e.strerror})") from None
   if not zipfile.is_zipfile(path):
-    head = path.read_bytes()[:6]
     what = ("empty" if not head else "a single .npy array"
             if head == b"\x93NUMPY" else "not a zip archive, or a truncated one")
     raise ConfigError(
         f"dataset file {str(path)!r} is not an npz file ({what}); save the "
         "arrays x_train, y_train, x_test, y_test with numpy.savez")
+  try:
+    with zipfile.ZipFile(path) as archive:
+      archive.infolist()
+  except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    raise ConfigError(f"dataset file {str(path)!r} is damaged ("
+                      f"{type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
 def _read_array(npz, key: str, path: pathlib.Path) -> np.ndarray:

@@ -12,7 +12,7 @@ options into one-sentence ``ConfigError`` s before anything is written.
 import dataclasses
 
 from dlcore import optim, parallel
-from dlcore.config import SEED_RANGE, check_ranges, field
+from dlcore.config import SEED_RANGE, STEPS_RANGE, check_ranges, field
 from dlcore.errors import ConfigError
 from dlcore.qlearning.steps import TD_LOSSES
 from dlcore.rl.envs import DISCRETE_ENVS, check_env_name
@@ -30,7 +30,8 @@ class DqnConfig(parallel.ParallelConfig):
   env: str = field("CartPole-v1", "gymnax environment with discrete actions: "
                    + ", ".join(DISCRETE_ENVS))
   total_steps: int = field(500_000, "environment steps per seed (rounded up "
-                           "to whole --log-every chunks)", valid="[1, inf)")
+                           "to whole --log-every chunks)",
+                           valid=STEPS_RANGE)
   num_envs: int = field(10, "parallel environments per seed", valid="[1, inf)")
   seeds: int = field(1, "independent seeds trained at once (a vmap over "
                      "seeds on each device)", valid="[1, inf)")

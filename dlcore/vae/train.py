@@ -11,7 +11,7 @@ import pathlib
 from typing import Any
 
 from dlcore import experiment, optim
-from dlcore.config import field
+from dlcore.config import STEPS_RANGE, field
 from dlcore.data import load_dataset
 from dlcore.models.vae import LIKELIHOODS
 from dlcore.vae.steps import vae_objective
@@ -25,7 +25,7 @@ class VaeConfig(experiment.ExperimentConfig):
   likelihood: str = field("bernoulli", "pixel likelihood p(x | z): bernoulli "
                           "or gaussian (learned scale)", choices=LIKELIHOODS)
   latent_dim: int = field(16, "latent dimensions", valid="[1, inf)")
-  steps: int = field(5000, "gradient steps", valid="[1, inf)")
+  steps: int = field(5000, "gradient steps", valid=STEPS_RANGE)
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=1e-3), "the optimizer")
   eval_batch_size: int = field(500, "test batch size (the last batch is "
