@@ -1,9 +1,8 @@
 """Transfer learning: restore, strict merge, reinit, freeze, lr multipliers, subsets, finetune.py."""
 
 import dataclasses
+import importlib.util
 import os
-import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -13,7 +12,7 @@ import optax
 import pytest
 
 from conftest import small_classify_config, write_npz
-from dlcore import experiment, files, transfer
+from dlcore import cli, experiment, files, transfer
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import few_shot, load_dataset, parse_classes, select_classes
 from dlcore.errors import ConfigError
@@ -231,7 +230,7 @@ def test_k_shot_subsets_are_balanced_reproducible_and_nested(tmp_path):
 
 # finetune.py.
 
-def test_finetune_end_to_end_with_exact_resume(tmp_path, monkeypatch):
+def test_finetune_end_to_end_with_exact_resume(tmp_path, monkeypatch, capsys):
   source = small_classify_config(tmp_path, classes="0,1", epochs=2,
                                  workdir=str(tmp_path / "source"))
   train_and_evaluate(source)
@@ -269,13 +268,18 @@ def test_finetune_end_to_end_with_exact_resume(tmp_path, monkeypatch):
   assert strip(files.read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == \
       strip(files.read_jsonl(tmp_path / "straight" / "metrics.jsonl"))
 
-  result = subprocess.run(  # The command line: bad input, one sentence, exit 2.
-      [sys.executable, "experiments/finetune.py", "--dataset", source.dataset,
-       "--model", "mlp", "--init-from", str(tmp_path / "source"),
-       "--freeze", "Dense_9/.*", "--workdir", str(tmp_path / "bad")],
-      cwd=ROOT, capture_output=True, text=True)
-  assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith(
+  # The command line (in this process): bad input, one sentence, exit 2.
+  spec = importlib.util.spec_from_file_location(
+      "finetune_script", os.path.join(ROOT, "experiments", "finetune.py"))
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  with pytest.raises(SystemExit) as exit_status:
+    cli.run(lambda: script.main([
+        "--dataset", source.dataset, "--model", "mlp", "--init-from",
+        str(tmp_path / "source"), "--freeze", "Dense_9/.*",
+        "--workdir", str(tmp_path / "bad")]))
+  assert exit_status.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
       "error: --optimizer.freeze pattern 'Dense_9/.*' matches no parameter path")
   assert not (tmp_path / "bad").exists()
 
