@@ -84,6 +84,7 @@ def outside(interval: Interval) -> list[float]:
 
 CONFIGS = {name: getattr(script(name), attribute)
            for name, attribute in (("classify", "ClassifyConfig"),
+                                   ("finetune", "FinetuneConfig"),
                                    ("gan", "GanConfig"), ("vae", "VaeConfig"),
                                    ("dqn", "DqnConfig"))}
 

@@ -40,6 +40,7 @@ from dlcore.experiment import evaluate
 from dlcore.files import read_jsonl
 from dlcore.loop import CHECKPOINT_DIR, METRICS_FILE
 from dlcore.models import ResNet, create_classifier
+from dlcore.optim import OptimizerConfig, create_optimizer
 from dlcore.qlearning import DqnConfig
 from dlcore.qlearning import train_and_evaluate as train_dqn
 from dlcore.qlearning.run import seed_mesh
@@ -103,6 +104,15 @@ def with_sgd(state, lr: float = 0.1):
   return state.replace(tx=tx, opt_state=tx.init(state.params))
 
 
+def frozen_stem_state():
+  """The small ResNet with its stem frozen: that BatchNorm in inference mode."""
+  stem = "(Conv|BatchNorm)_0/.*"
+  state = classifier_state(small_resnet)
+  tx = create_optimizer(OptimizerConfig(name="sgd", lr=0.1, momentum=0,
+                                        freeze=(stem,)), 10)
+  return state.replace(tx=tx, opt_state=tx.init(state.params), frozen=(stem,))
+
+
 @functools.cache
 def _compiled_gan_init(arch: str):
   return jax.jit(lambda key: create_gan_state(arch, (8, 8, 1), key,
@@ -147,6 +157,8 @@ CASES = [
              functools.partial(classifier_state, "cnn"), digits_batch),
     StepCase("supervised-resnet-batchnorm", train_step,
              functools.partial(classifier_state, small_resnet), digits_batch),
+    StepCase("supervised-resnet-frozen-stem", train_step, frozen_stem_state,
+             digits_batch),
     StepCase("gan-mlp-wgan-gp", gan_step, functools.partial(gan_state, "mlp"),
              gan_batch, {"loss": "wgan-gp", "n_critic": 2}),
     StepCase("gan-dcgan-batchnorm-nonsaturating", gan_step,
