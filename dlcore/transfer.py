@@ -123,7 +123,7 @@ def _from_orbax(path: pathlib.Path) -> Any:
   """The pytree of the latest checkpoint under ``path`` (numpy arrays)."""
   for directory in (path / CHECKPOINT_DIR, path):
     if directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir()):
-      checkpointer = Checkpointer(directory)
+      checkpointer = Checkpointer(directory, read_only=True)
       try:
         restored = checkpointer.restore_latest()
       finally:
