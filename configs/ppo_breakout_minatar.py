@@ -4,7 +4,7 @@
 
 64 environments x 128 steps per rollout, 4 epochs of 8 minibatches, Adam
 5e-4 annealed, ReLU MLPs of 64 and 64 units over the flattened 10x10x4
-grid; 5M environment steps (as many as about 15 minutes give on 2 shared
+grid; 3M environment steps (what about 15 minutes give on 2 shared
 CPU cores).
 """
 
@@ -14,7 +14,7 @@ from dlcore.ppo import PpoConfig
 
 def get_config() -> PpoConfig:
   return PpoConfig(
-      env="Breakout-MinAtar", total_steps=5_000_000, num_envs=64,
+      env="Breakout-MinAtar", total_steps=3_000_000, num_envs=64,
       num_steps=128, update_epochs=4, num_minibatches=8,
       optimizer=OptimizerConfig(name="adam", lr=5e-4, schedule="linear",
                                 clip_norm=0.5),

@@ -9,9 +9,10 @@ import pytest
 from dlcore.checkpoint import Checkpointer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Pendulum (continuous actions, 200-step episodes): 4 chunks of 2 iterations.
-TINY = ["--env", "Pendulum-v1", "--total-steps", "512", "--num-envs", "4",
-        "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "2",
+# Pendulum (continuous actions, 200-step episodes): 4 chunks of one
+# iteration, 64 steps of each of 2 environments.
+TINY = ["--env", "Pendulum-v1", "--total-steps", "512", "--num-envs", "2",
+        "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
         "--log-every", "128", "--checkpoint-every", "256",
         "--eval-episodes", "2", "--seeds", "2", "--hidden-sizes", "16", "16"]
 
@@ -47,15 +48,15 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
   assert saved["eval_return"] == summary["eval_return"]
   assert len(saved["eval_return_per_seed"]) == 2
   assert len(saved["eval_return_stochastic_per_seed"]) == 2
-  assert saved["gradient_updates"] == 4 * 2 * 2 * 2  # chunks x iters x epochs x minibatches
+  assert saved["gradient_updates"] == 4 * 2 * 2  # iterations x epochs x minibatches
   assert saved["env_steps_per_sec"] == pytest.approx(
       2 * 512 / saved["train_seconds"])
   assert isinstance(saved["compile_seconds"], float)
   records = _records(full)
   assert [r["step"] for r in records] == [128, 256, 384, 512]
   # Pendulum's episodes last 200 steps: the first of each environment ends
-  # in the last chunk (steps 193 to 256 of each of 2 x 4 environments).
-  assert [r["episodes"] for r in records] == [0, 0, 0, 8]
+  # in the last chunk (its steps 193 to 256; 2 seeds x 2 environments).
+  assert [r["episodes"] for r in records] == [0, 0, 0, 4]
   assert records[0]["episode_return"] is None
   for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl",
                "clip_fraction"):

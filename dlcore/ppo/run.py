@@ -29,6 +29,7 @@ before the bad chunk is saved.
 
 import itertools
 import pathlib
+import warnings
 from typing import Any
 
 import jax
@@ -62,7 +63,8 @@ def plot_returns(records: list[dict[str, Any]], path: pathlib.Path,
                        for v in r["episode_return_per_seed"]]
                       for r in records])
   fig, (ax_return, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
-  with np.errstate(all="ignore"):
+  with warnings.catch_warnings():  # Chunks in which no episode ended: NaN.
+    warnings.simplefilter("ignore", RuntimeWarning)
     mean, std = np.nanmean(returns, 1), np.nanstd(returns, 1)
   ax_return.fill_between(steps, mean - std, mean + std, alpha=0.25,
                          label="+-1 std over seeds")
