@@ -405,8 +405,9 @@ def test_ppo_seeds_on_2_devices_match_one_device(tmp_path):
   for on_2, on_1 in zip(records_2, records_1, strict=True):
     assert on_2["episodes"] == on_1["episodes"] > 0
     for name in ("episode_return_per_seed", "loss", "value_loss", "approx_kl"):
+      # approx_kl is ~1e-7 here, a difference of nearly equal numbers.
       np.testing.assert_allclose(np.asarray(on_2[name], float),
                                  np.asarray(on_1[name], float), rtol=1e-5,
-                                 err_msg=name)
+                                 atol=1e-9, err_msg=name)
   assert_trees_close(state_2["agent"]["params"], state_1["agent"]["params"],
                      rtol=1e-5, atol=1e-7)
