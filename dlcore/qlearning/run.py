@@ -36,6 +36,7 @@ import numpy as np
 from dlcore import files, loop, parallel, plots
 from dlcore.config import experiment_dict
 from dlcore.qlearning.config import DqnConfig
+from dlcore.writers import SUMMARY_FILE
 from dlcore.qlearning.train import make_dqn_program
 from dlcore.rl.seeds import episode_returns, per_seed, seed_keys, seed_mesh
 
@@ -140,5 +141,5 @@ def train_and_evaluate(config: DqnConfig,
       "num_devices": mesh.size,
       "config": experiment_dict(config)}
   if parallel.is_main_process():
-    files.write_json(workdir / "summary.json", summary)
+    files.write_json(workdir / SUMMARY_FILE, summary)
   return summary
