@@ -85,7 +85,7 @@ def outside(interval: Interval) -> list[float]:
 CONFIGS = {name: getattr(script(name), attribute)
            for name, attribute in (("classify", "ClassifyConfig"),
                                    ("gan", "GanConfig"), ("vae", "VaeConfig"),
-                                   ("dqn", "DqnConfig"))}
+                                   ("dqn", "DqnConfig"), ("ppo", "PpoConfig"))}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -121,7 +121,7 @@ def test_actor_critic_shapes_initialisation_and_shared_torso():
 
 
 def test_first_update_sees_ratio_one_and_moves_the_policy():
-  config = PpoConfig(hidden_sizes=(8,))
+  config = PpoConfig(hidden_size=8, hidden_layers=1)
   state = create_ppo_state(config, (3,), 1, True, jax.random.PRNGKey(0),
                            num_updates=10)
   rng = np.random.default_rng(2)

@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--env", "Pendulum-v1", "--total-steps", "512", "--num-envs", "2",
         "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
         "--log-every", "128", "--checkpoint-every", "256",
-        "--eval-episodes", "2", "--seeds", "2", "--hidden-sizes", "16", "16"]
+        "--eval-episodes", "2", "--seeds", "2", "--hidden-size", "16"]
 
 
 def _script():
@@ -100,6 +100,8 @@ BAD_INPUTS = {
     "gamma": (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
     "lambda": (["--gae-lambda", "-0.1"],
                "--gae-lambda must be in [0, 1], got -0.1"),
+    "int32 steps": (["--total-steps", "2147483647", "--log-every",
+                     "1000000000"], "overflows the int32 step counters"),
     "seeds over devices": (["--seeds", "3", "--devices", "2"],
                            "--seeds 3 does not divide by --devices 2"),
 }

@@ -41,6 +41,7 @@ from dlcore.config import experiment_dict
 from dlcore.ppo.config import PpoConfig
 from dlcore.ppo.train import UPDATE_METRICS, make_ppo_program
 from dlcore.rl.seeds import episode_returns, per_seed, seed_keys, seed_mesh
+from dlcore.writers import SUMMARY_FILE
 
 EVAL_STREAM = 1  # fold_in(seed_key, EVAL_STREAM) seeds a seed's evaluation.
 
@@ -145,5 +146,5 @@ def train_and_evaluate(config: PpoConfig,
       "num_devices": mesh.size,
       "config": experiment_dict(config)}
   if parallel.is_main_process():
-    files.write_json(workdir / "summary.json", summary)
+    files.write_json(workdir / SUMMARY_FILE, summary)
   return summary

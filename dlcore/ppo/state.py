@@ -23,9 +23,9 @@ from dlcore.models.actor_critic import ActorCritic
 
 def create_actor_critic(config, action_dim: int,
                         continuous: bool) -> ActorCritic:
-  """The network of a ``PpoConfig`` (``hidden_sizes``, ``activation``, ``shared_torso``)."""
+  """The network of a ``PpoConfig`` (hidden layers, ``activation``, ``shared_torso``)."""
   return ActorCritic(action_dim, continuous=continuous,
-                     hidden_sizes=tuple(config.hidden_sizes),
+                     hidden_sizes=(config.hidden_size,) * config.hidden_layers,
                      activation=config.activation, shared=config.shared_torso)
 
 

@@ -50,7 +50,7 @@ from flax.training import train_state
 from gymnax.environments import spaces
 from jax import lax
 
-from dlcore.ppo.config import PpoConfig, check_config
+from dlcore.ppo.config import PpoConfig, check_config, iterations
 from dlcore.ppo.losses import gae
 from dlcore.ppo.state import create_actor_critic, create_ppo_state
 from dlcore.ppo.steps import ppo_step
@@ -83,14 +83,6 @@ class PpoProgram:
   obs_shape: tuple[int, ...]
   action_dim: int
   continuous: bool
-
-
-def run_lengths(config: PpoConfig) -> tuple[int, int]:
-  """``(iterations per chunk, chunks)``: ``total_steps`` rounded down to
-  whole iterations, then up to whole chunks."""
-  batch = config.num_envs * config.num_steps
-  per_chunk = max(1, config.log_every // batch)
-  return per_chunk, math.ceil(config.total_steps // batch / per_chunk)
 
 
 def make_evaluate(env, env_params, apply_fn, num_episodes: int):
@@ -146,7 +138,7 @@ def make_ppo_program(config: PpoConfig) -> PpoProgram:
   num_envs, num_steps = config.num_envs, config.num_steps
   batch_size = num_envs * num_steps
   minibatch_size = batch_size // config.num_minibatches
-  iters_per_chunk, num_chunks = run_lengths(config)
+  iters_per_chunk, num_chunks = iterations(config)
   updates_per_iter = config.update_epochs * config.num_minibatches
   num_updates = num_chunks * iters_per_chunk * updates_per_iter
   step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))

@@ -390,7 +390,7 @@ def test_ppo_seeds_on_2_devices_match_one_device(tmp_path):
   config = PpoConfig(total_steps=256, num_envs=4, num_steps=32, seeds=2,
                      num_minibatches=2, update_epochs=2, log_every=128,
                      checkpoint_every=256, eval_episodes=2,
-                     hidden_sizes=(16, 16))
+                     hidden_size=16)
   runs = {}
   for devices in (2, 1):
     workdir = tmp_path / f"on_{devices}"
