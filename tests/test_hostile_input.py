@@ -86,7 +86,7 @@ CONFIGS = {name: getattr(script(name), attribute)
            for name, attribute in (("classify", "ClassifyConfig"),
                                    ("finetune", "FinetuneConfig"),
                                    ("gan", "GanConfig"), ("vae", "VaeConfig"),
-                                   ("dqn", "DqnConfig"))}
+                                   ("dqn", "DqnConfig"), ("ppo", "PpoConfig"))}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
