@@ -90,14 +90,17 @@ _RAISED_AGAIN = _RaisedAgain()
 class Checkpointer:
   """A thin wrapper over ``orbax.checkpoint.CheckpointManager``."""
 
-  def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3):
+  def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3,
+               read_only: bool = False):
+    """``read_only``: another run's checkpoints (damaged ones are skipped, not moved)."""
     logging.getLogger("absl").addFilter(_RAISED_AGAIN)  # Added once.
     self.directory = pathlib.Path(os.path.abspath(directory))
+    self.read_only = read_only
     self._saving: int | None = None
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True,
+            max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
             enable_async_checkpointing=True,
             async_options=ocp.AsyncOptions(
                 post_finalization_callback=self._seal)))
@@ -148,12 +151,16 @@ class Checkpointer:
         except Exception as e:  # pylint: disable=broad-except
           why = f"its meta cannot be read ({_first_line(e)})"
       refused.append(f"step {step} ({why})")
-      self._move_aside(step, why)
+      if self.read_only:
+        print(f"checkpoint at step {step} skipped: {why}", file=sys.stderr)
+      else:
+        self._move_aside(step, why)
     if refused:
+      moved = ("" if self.read_only else f"; they were moved to {DAMAGED_DIR}/, "
+               "so start again with another option workdir or without option "
+               "resume")
       raise ConfigError(f"no intact checkpoint in {str(self.directory)!r}: "
-                        + "; ".join(refused) + f"; they were moved to "
-                        f"{DAMAGED_DIR}/, so start again with another option "
-                        "workdir or without option resume")
+                        + "; ".join(refused) + moved)
     return None
 
   def restore_latest(self, like: Any = None) -> tuple[Any, dict[str, Any]] | None:

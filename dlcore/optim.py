@@ -5,7 +5,7 @@ Usage::
   config = OptimizerConfig(name="adamw", lr=1e-3, schedule="cosine",
                            warmup_steps=500, weight_decay=0.05, clip_norm=1.0,
                            accumulate=4, ema_decay=0.999,
-                           freeze=("Conv_0/.*",))
+                           freeze=("Conv_0/.*",), lr_mult=("Dense_0/.*=0.1",))
   check_optimizer(config, params)      # ConfigError: one sentence
   tx = create_optimizer(config, total_steps=10_000)
   state = create_train_state(model, tx, x, key, frozen=config.freeze)
@@ -15,7 +15,8 @@ Usage::
 
 The transformation is, for ``k = accumulate``::
 
-  MultiSteps(chain(partition({"trainable": chain(clip, decay, rule(lr_t)),
+  MultiSteps(chain(partition({"trainable": chain(clip, decay, rule(lr_t),
+                                                 scale_by_lr_mult),
                               "frozen": set_to_zero()}, labels),
                    params_ema(ema_decay)), every_k_schedule=k)
 
@@ -42,6 +43,13 @@ hand-written ``optax.adam`` (checked on the DQN update's optimised HLO).
   ``"/"``-joined path, e.g. ``"Dense_1/.*"``) get zero updates and no
   optimizer moments; ``TrainState(frozen=...)`` also keeps their BatchNorm
   statistics.
+- Learning-rate multipliers (``lr_mult``, ``"PATTERN=X"`` with ``X > 0``)
+  multiply the final update of each leaf whose path the first matching
+  pattern fullmatches by ``X``: the leaf trains at ``X * lr_t`` (decoupled
+  weight decay scales with it, as it does with ``lr_t``). Adam's update is
+  linear in ``lr``, so this is exactly a per-leaf learning rate
+  (discriminative fine-tuning, as big_vision's ``lr_mults``). Leaves that
+  no pattern matches keep ``X = 1`` and are not multiplied at all.
 - ``params_ema`` keeps ``ema <- d ema + (1 - d) params`` after each update.
 """
 
@@ -94,6 +102,9 @@ class OptimizerConfig:
                            "used for evaluation (0 = off)", valid="[0, 1)")
   freeze: tuple[str, ...] = field((), "regexes of parameter paths to freeze "
                                   "(re.fullmatch on 'Module_0/kernel')")
+  lr_mult: tuple[str, ...] = field((), "learning-rate multipliers "
+                                   "'PATTERN=X' (X > 0; the first pattern "
+                                   "that fullmatches a path wins)")
 
 
 def path_name(path) -> str:
@@ -106,6 +117,50 @@ def frozen_mask(patterns: tuple[str, ...], tree: Any) -> Any:
   return jax.tree_util.tree_map_with_path(
       lambda path, _: any(re.fullmatch(p, path_name(path)) for p in patterns),
       tree)
+
+
+def parse_lr_mults(specs: tuple[str, ...], prefix: str = "optimizer"
+                   ) -> tuple[tuple[str, float], ...]:
+  """``("Conv_.*=0.1",)`` -> ``(("Conv_.*", 0.1),)``; ``ConfigError`` if malformed."""
+  parsed = []
+  for spec in specs:
+    pattern, equals, value = spec.rpartition("=")
+    try:
+      mult = float(value) if equals and pattern else None
+    except ValueError:
+      mult = None
+    _require(mult is not None and mult > 0, f"option {prefix}.lr_mult takes "
+             f"'PATTERN=X' with a number X > 0 (freeze a leaf with option "
+             f"{prefix}.freeze instead of X = 0), got {spec!r}")
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      raise ConfigError(f"option {prefix}.lr_mult has an invalid regular "
+                        f"expression {pattern!r} ({e})") from None
+    parsed.append((pattern, mult))
+  return tuple(parsed)
+
+
+def lr_mult_of(mults: tuple[tuple[str, float], ...], path: str) -> float:
+  """The multiplier of the first pattern that fullmatches ``path``; else 1."""
+  return next((m for p, m in mults if re.fullmatch(p, path)), 1.0)
+
+
+def scale_by_lr_mult(
+    mults: tuple[tuple[str, float], ...]) -> optax.GradientTransformation:
+  """Multiplies the update of each leaf by ``lr_mult_of(mults, path)``; stateless.
+
+  Leaves hidden by ``optax.partition`` (``MaskedNode``) have no leaves and
+  are passed over.
+  """
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: (u if (m := lr_mult_of(mults, path_name(path))) == 1
+                         else u * jnp.asarray(m, u.dtype)), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(),
+                                      update)
 
 
 def decay_mask(params: Any) -> Any:
@@ -183,7 +238,7 @@ def _require(ok: bool, sentence: str) -> None:
 def check_optimizer(config: OptimizerConfig, params: Any = None, *,
                     total_steps: int | None = None,
                     prefix: str = "optimizer") -> None:
-  """Raises ``ConfigError``: a bad option, or a freeze pattern matching no path.
+  """Raises ``ConfigError``: a bad option, or a freeze or lr_mult pattern matching no path.
 
   Messages name the options of the section ``prefix`` (``g_optimizer``).
   """
@@ -209,18 +264,25 @@ def check_optimizer(config: OptimizerConfig, params: Any = None, *,
     except re.error as e:
       raise ConfigError(f"option {prefix}.freeze has an invalid regular "
                         f"expression {pattern!r} ({e})") from None
+  parse_lr_mults(c.lr_mult, prefix)
   if params is not None:
     check_freeze(c.freeze, params, prefix)
+    check_freeze(tuple(p for p, _ in parse_lr_mults(c.lr_mult, prefix)),
+                 params, prefix, "lr_mult")
 
 
 def check_freeze(patterns: tuple[str, ...], params: Any,
-                 prefix: str = "optimizer") -> None:
-  """Raises ``ConfigError`` for a freeze pattern that matches no path of ``params``."""
+                 prefix: str = "optimizer", option: str = "freeze") -> None:
+  """Raises ``ConfigError`` for a pattern that matches no path of ``params``.
+
+  A misspelt pattern must not freeze (or rescale) nothing silently; the
+  message names option ``prefix.option``.
+  """
   paths = [path_name(path)
            for path, _ in jax.tree_util.tree_leaves_with_path(params)]
   for pattern in patterns:
     _require(any(re.fullmatch(pattern, p) for p in paths), f"option "
-             f"{prefix}.freeze pattern {pattern!r} matches no parameter "
+             f"{prefix}.{option} pattern {pattern!r} matches no parameter "
              f"path; the paths look like {', '.join(paths[:4])}")
 
 
@@ -236,7 +298,9 @@ def create_optimizer(config: OptimizerConfig, total_steps: int,
         else learning_rate_schedule(config, total_steps // config.accumulate))
   clip = ([optax.clip_by_global_norm(config.clip_norm)]
           if config.clip_norm > 0 else [])
-  tx = optax.chain(*clip, _RULES[config.name](config, lr))
+  mults = parse_lr_mults(config.lr_mult)
+  tx = optax.chain(*clip, _RULES[config.name](config, lr),
+                   *([scale_by_lr_mult(mults)] if mults else []))
   if config.freeze:  # Without frozen parameters, no partition in the step.
     labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "trainable",
                                     frozen_mask(config.freeze, p))

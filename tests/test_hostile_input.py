@@ -85,8 +85,9 @@ def outside(interval: Interval) -> list[float]:
 
 CONFIGS = {name: getattr(script(name), attribute)
            for name, attribute in (("classify", "ClassifyConfig"),
+                                   ("finetune", "FinetuneConfig"),
                                    ("gan", "GanConfig"), ("vae", "VaeConfig"),
-                                   ("dqn", "DqnConfig"))}
+                                   ("dqn", "DqnConfig"), ("ppo", "PpoConfig"))}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -278,3 +278,17 @@ def test_results_are_strict_json(tmp_path):
   record = json.loads((tmp_path / "metrics.jsonl").read_text(),
                       parse_constant=refuse)
   assert record == {"step": 1, "x": None, "non_finite": ["x"]}
+
+
+def test_another_runs_damaged_checkpoint_is_skipped_but_left_in_place(tmp_path):
+  """Reading a run (e.g. to fine-tune from it) never moves its files."""
+  workdir = tmp_path / "run"
+  run(workdir, 6)
+  overwrite_bytes(workdir / "checkpoints" / "6")
+  checkpointer = Checkpointer(workdir / "checkpoints", read_only=True)
+  state, meta = checkpointer.restore_latest()
+  checkpointer.close()
+  assert meta["step"] == 4
+  np.testing.assert_array_equal(state["x"], counted(3, 4))
+  assert (workdir / "checkpoints" / "6").is_dir()
+  assert not (workdir / DAMAGED_DIR).exists()

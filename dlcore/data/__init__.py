@@ -4,6 +4,8 @@ from dlcore.data.datasets import Dataset, Split, load_dataset
 from dlcore.data.digits import Digits
 from dlcore.data.pipeline import (eval_batches, prefetch, steps_per_epoch,
                                   train_batches)
+from dlcore.data.subsets import few_shot, parse_classes, select_classes
 
-__all__ = ["Dataset", "Digits", "Split", "eval_batches", "load_dataset",
-           "prefetch", "steps_per_epoch", "train_batches"]
+__all__ = ["Dataset", "Digits", "Split", "eval_batches", "few_shot",
+           "load_dataset", "parse_classes", "prefetch", "select_classes",
+           "steps_per_epoch", "train_batches"]

@@ -20,7 +20,8 @@ from dlcore.errors import ConfigError
 from dlcore.models.convnets import CNN, LeNet5
 from dlcore.models.mlp import MLP
 from dlcore.models.recurrent import RecurrentClassifier
-from dlcore.models.resnet import ResNet, ResNet18, ResNet20
+from dlcore.models.resnet import (ImageNetResNet, ImageNetResNet18,
+                                  ImageNetResNet50, ResNet, ResNet18, ResNet20)
 from dlcore.models.transformer import TransformerClassifier
 
 # Each is called as ``CLASSIFIERS[name](num_classes=..., dtype=...)``.
@@ -30,6 +31,8 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "cnn": CNN,
     "resnet20": ResNet20,
     "resnet18": ResNet18,
+    "resnet18_imagenet": ImageNetResNet18,
+    "resnet50_imagenet": ImageNetResNet50,
     "rnn": functools.partial(RecurrentClassifier, cell="rnn"),
     "lstm": functools.partial(RecurrentClassifier, cell="lstm"),
     "gru": functools.partial(RecurrentClassifier, cell="gru"),
@@ -85,6 +88,7 @@ def check_image_shape(name: str, image_shape: Sequence[int],
                     f"{height}x{width} pixels; it needs {needs}{advice}")
 
 
-__all__ = ["CLASSIFIERS", "CNN", "LeNet5", "MLP", "RecurrentClassifier",
+__all__ = ["CLASSIFIERS", "CNN", "ImageNetResNet", "ImageNetResNet18",
+           "ImageNetResNet50", "LeNet5", "MLP", "RecurrentClassifier",
            "ResNet", "ResNet18", "ResNet20", "TransformerClassifier",
            "check_image_shape", "check_model_name", "create_classifier"]
