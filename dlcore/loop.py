@@ -156,7 +156,7 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
   try:
     state, start, records = _restore_or_start(state, workdir, resume, config,
                                               checkpointer)
-    if main:
+    if main and (records or (workdir / METRICS_FILE).exists()):
       files.write_jsonl(workdir / METRICS_FILE, records)
     table, num_params = parameter_table(state)
     if main:
@@ -262,7 +262,8 @@ def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
   if not resume:
     found = ([f"a checkpoint at step {latest}"] if latest is not None else []
              ) + [name for name in (METRICS_FILE, SUMMARY_FILE)
-                  if (workdir / name).exists()]
+                  if (workdir / name).exists()
+                  and (workdir / name).stat().st_size]
     if found:
       raise ConfigError(
           f"workdir {str(workdir)!r} already holds a run ({', '.join(found)}); "
