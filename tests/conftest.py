@@ -78,7 +78,7 @@ LONGEST_FIRST = ("test_steps_on_8_simulated_devices_equal_one_device",
 
 def pytest_collection_modifyitems(items):
   """The longest tests start first, so that parallel workers (-n 2) end together."""
-  items.sort(key=lambda item: item.name not in LONGEST_FIRST)
+  items.sort(key=lambda item: item.originalname not in LONGEST_FIRST)
 
 
 def tensorboard_values(directory: pathlib.Path,

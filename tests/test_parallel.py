@@ -123,11 +123,18 @@ def assert_succeeded(result):
 
 
 @pytest.mark.slow
-def test_steps_on_8_simulated_devices_equal_one_device(tmp_path):
-  """Runs every test of ``multidevice/steps_on_8_devices.py`` (8 CPU devices)."""
+@pytest.mark.parametrize("part", ["not slow", "slow"],
+                         ids=["steps", "whole-runs"])
+def test_steps_on_8_simulated_devices_equal_one_device(tmp_path, part):
+  """Runs the tests of ``multidevice/steps_on_8_devices.py`` (8 CPU devices).
+
+  In two processes, the single steps and the whole runs, so that two
+  test workers share them.
+  """
   assert_succeeded(run_python(
-      ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
-       tmp_path / "pytest", MULTIDEVICE / "steps_on_8_devices.py"],
+      ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", part,
+       "--basetemp", tmp_path / "pytest",
+       MULTIDEVICE / "steps_on_8_devices.py"],
       timeout=540, env={"DLCORE_TEST_DATA_DIR": str(tmp_path / "tfds")}))
 
 
