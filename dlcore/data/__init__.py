@@ -1,9 +1,11 @@
-"""Datasets (TFDS by name, the embedded ``digits``, ``.npz`` files) and batching."""
+"""Datasets (TFDS by name, the embedded ``digits`` and ``digit_canvases``, ``.npz`` files) and batching."""
 
 from dlcore.data.datasets import Dataset, Split, load_dataset
 from dlcore.data.digits import Digits
+from dlcore.data.segmentation import IGNORE_LABEL, load_segmentation_dataset
 from dlcore.data.pipeline import (eval_batches, prefetch, steps_per_epoch,
                                   train_batches)
 
-__all__ = ["Dataset", "Digits", "Split", "eval_batches", "load_dataset",
-           "prefetch", "steps_per_epoch", "train_batches"]
+__all__ = ["IGNORE_LABEL", "Dataset", "Digits", "Split", "eval_batches",
+           "load_dataset", "load_segmentation_dataset", "prefetch",
+           "steps_per_epoch", "train_batches"]

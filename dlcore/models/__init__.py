@@ -20,6 +20,8 @@ from dlcore.models.convnets import CNN, LeNet5
 from dlcore.models.mlp import MLP
 from dlcore.models.recurrent import RecurrentClassifier
 from dlcore.models.resnet import ResNet, ResNet18, ResNet20
+from dlcore.models.segmentation import (FCN, SEGMENTERS, UNet,
+                                        check_image_size, create_segmenter)
 from dlcore.models.transformer import TransformerClassifier
 
 # Each is called as ``CLASSIFIERS[name](num_classes=..., dtype=...)``.
@@ -52,6 +54,7 @@ def create_classifier(name: str, num_classes: int,
   return CLASSIFIERS[name](num_classes=num_classes, dtype=dtype)
 
 
-__all__ = ["CLASSIFIERS", "CNN", "LeNet5", "MLP", "RecurrentClassifier",
-           "ResNet", "ResNet18", "ResNet20", "TransformerClassifier",
-           "check_model_name", "create_classifier"]
+__all__ = ["CLASSIFIERS", "CNN", "FCN", "LeNet5", "MLP", "RecurrentClassifier",
+           "ResNet", "ResNet18", "ResNet20", "SEGMENTERS",
+           "TransformerClassifier", "UNet", "check_image_size",
+           "check_model_name", "create_classifier", "create_segmenter"]
