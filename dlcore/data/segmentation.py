@@ -11,14 +11,17 @@ images float32 ``[N, H, W, C]`` in [0, 1] (uint8 divided by 255), masks
 int32 ``[N, H, W]`` of class indices in ``[0, num_classes)`` or
 ``IGNORE_LABEL`` (pixels that count in neither loss nor metrics). A TFDS
 dataset qualifies when it has ``image`` and ``segmentation_mask`` features
-(a trailing mask channel of 1 is dropped) and images of one size.
-``num_classes`` is one more than the largest label in the training masks
+(a trailing mask channel of 1 is dropped). With ``image_size`` every
+image is resized to ``image_size`` x ``image_size`` bilinearly and every
+mask nearest-neighbour (labels stay labels), which datasets of images of
+many sizes, such as ``oxford_iiit_pet``, need. ``num_classes`` is one more than the largest label in the training masks
 (the ignore label aside); the embedded ``digit_canvases`` has 11.
 """
 
 import pathlib
 
 import numpy as np
+import PIL.Image
 import tensorflow_datasets as tfds
 
 from dlcore.data.canvases import DigitCanvases
@@ -30,7 +33,8 @@ IGNORE_LABEL = 255
 EMBEDDED = "digit_canvases"
 
 
-def load_segmentation_dataset(name: str, data_dir: str | None = None) -> Dataset:
+def load_segmentation_dataset(name: str, data_dir: str | None = None,
+                              image_size: int | None = None) -> Dataset:
   """The segmentation dataset ``name``: ``digit_canvases``, a TFDS name or an ``.npz`` path."""
   if name.endswith(".npz"):
     path = pathlib.Path(name)
@@ -44,11 +48,30 @@ def load_segmentation_dataset(name: str, data_dir: str | None = None) -> Dataset
             f"dataset needs the arrays {', '.join(NPZ_KEYS)} (y_* integer "
             "masks [N, H, W])")
       arrays = {k: npz[k] for k in NPZ_KEYS}
+    if image_size:
+      arrays = {k: _resized(list(v), image_size, k.startswith("y"))
+                for k, v in arrays.items()}
     return _dataset(path.stem, arrays)
-  return _dataset(name, _from_tfds(name, data_dir or DEFAULT_DATA_DIR))
+  return _dataset(name, _from_tfds(name, data_dir or DEFAULT_DATA_DIR,
+                                   image_size))
 
 
-def _from_tfds(name: str, data_dir: str) -> dict[str, np.ndarray]:
+def _resized(arrays: list[np.ndarray], size: int, is_mask: bool) -> np.ndarray:
+  """``[N, size, size, ...]``: images bilinearly, masks nearest-neighbour (PIL)."""
+  method = PIL.Image.NEAREST if is_mask else PIL.Image.BILINEAR
+  out = []
+  for a in arrays:
+    channels = a.shape[2:]
+    a = a.reshape(a.shape[:2] + (-1,))
+    planes = [np.asarray(PIL.Image.fromarray(a[..., c]).resize((size, size),
+                                                              method))
+              for c in range(a.shape[-1])]
+    out.append(np.stack(planes, -1).reshape((size, size) + channels))
+  return np.stack(out)
+
+
+def _from_tfds(name: str, data_dir: str,
+               image_size: int | None) -> dict[str, np.ndarray]:
   if name == EMBEDDED:
     builder = DigitCanvases(data_dir=data_dir, file_format="array_record")
   else:
@@ -79,15 +102,17 @@ def _from_tfds(name: str, data_dir: str) -> dict[str, np.ndarray]:
           f"({type(e).__name__}: {first_line}); prepare it there first "
           "with network access") from None
     examples = [source[i] for i in range(len(source))]
-    shapes = {ex["image"].shape for ex in examples}
-    if len(shapes) > 1:
-      raise ConfigError(
-          f"TFDS dataset {name!r} has images of {len(shapes)} different "
-          "sizes; dlcore segments images of one size, so resize them into "
-          "an .npz file")
-    arrays[f"x_{part}"] = np.stack([ex["image"] for ex in examples])
-    arrays[f"y_{part}"] = np.stack([ex["segmentation_mask"]
-                                    for ex in examples])
+    for key, feature in ((f"x_{part}", "image"),
+                         (f"y_{part}", "segmentation_mask")):
+      values = [ex[feature] for ex in examples]
+      if image_size:
+        arrays[key] = _resized(values, image_size, feature != "image")
+      elif len({v.shape for v in values}) > 1:
+        raise ConfigError(
+            f"TFDS dataset {name!r} has {feature}s of different sizes; "
+            "resize them to one with option image_size")
+      else:
+        arrays[key] = np.stack(values)
   return arrays
 
 

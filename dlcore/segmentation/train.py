@@ -32,13 +32,16 @@ class SegmentConfig(experiment.ExperimentConfig):
   dataset: str = field("digit_canvases", "digit_canvases (embedded), a TFDS "
                        "dataset with image and segmentation_mask features, "
                        "or a path to an .npz file with masks y_* [N, H, W]")
+  image_size: int = field(0, "resize images (bilinearly) and masks "
+                          "(nearest-neighbour) to this square size; 0: keep "
+                          "them (they must then share one size)")
   model: str = field("unet", "network", choices=SEGMENTERS)
-  width: int = field(16, "filters at full resolution (fcn on resnet20: "
+  width: int = field(8, "filters at full resolution (fcn on resnet20: "
                      "the stem's; unet: the first level's)")
   depth: int = field(3, "unet: downsamplings (image sides must be "
                      "multiples of 2**depth)")
   trunk: str = field("resnet20", "fcn: the classifier trunk", choices=TRUNKS)
-  epochs: int = field(10, "passes over the training set")
+  epochs: int = field(5, "passes over the training set")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                             warmup_steps=100), "the optimizer")
@@ -77,7 +80,11 @@ def train_and_evaluate(config: SegmentConfig,
   """
   if workdir is not None:
     config = dataclasses.replace(config, workdir=str(workdir))
-  data = load_segmentation_dataset(config.dataset, config.data_dir)
+  if config.image_size < 0:
+    raise ConfigError("option image_size must be 0 (keep) or positive, got "
+                      f"{config.image_size}")
+  data = load_segmentation_dataset(config.dataset, config.data_dir,
+                                   config.image_size or None)
   _check(config, data.num_classes)
   model = create_segmenter(config.model, data.num_classes, width=config.width,
                            depth=config.depth, trunk=config.trunk,
