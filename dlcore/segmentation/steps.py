@@ -138,18 +138,17 @@ def segmentation_objective(model: nn.Module, tx: optax.GradientTransformation,
     return create_train_state(model, tx, jnp.asarray(batch["image"][:1]), key,
                               frozen=frozen)
 
-  sample = None
-  if sample_images is not None:
-    def sample(state: TrainState, key: jax.Array) -> jax.Array:
-      del key
-      logits, _ = _apply(state, state.params, jnp.asarray(sample_images),
-                         train=False)
-      return overlay_grid(sample_images, sample_masks,
-                          jnp.argmax(logits, -1), logits.shape[-1])
+  def sample(state: TrainState, key: jax.Array) -> jax.Array:
+    del key
+    logits, _ = _apply(state, state.params, jnp.asarray(sample_images),
+                       train=False)
+    return overlay_grid(sample_images, sample_masks, jnp.argmax(logits, -1),
+                        logits.shape[-1])
 
   options = dict(class_weights=tuple(class_weights) if class_weights else None)
   return Objective(
       init=init,
       train_step=functools.partial(train_step, augment_config=augment_config,
                                    **options),
-      eval_step=functools.partial(eval_step, **options), sample=sample)
+      eval_step=functools.partial(eval_step, **options),
+      sample=None if sample_images is None else sample)
