@@ -251,7 +251,7 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
   npz = tmp_path / "canvases.npz"
   np.savez(npz, x_train=train, y_train=train_masks[..., 0], x_test=test,
            y_test=test_masks[..., 0])
-  tiny = ["--dataset", str(npz), "--width", "4", "--depth", "2",
+  tiny = ["--dataset", str(npz), "--width", "4", "--depth", "1",
           "--epochs", "2", "--batch-size", "16", "--eval-batch-size", "8",
           "--augment.max-shift", "2", "--optimizer.warmup-steps", "1"]
   full = tmp_path / "full"
