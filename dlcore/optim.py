@@ -5,7 +5,7 @@ Usage::
   config = OptimizerConfig(name="adamw", lr=1e-3, schedule="cosine",
                            warmup_steps=500, weight_decay=0.05, clip_norm=1.0,
                            accumulate=4, ema_decay=0.999,
-                           freeze=("Conv_0/.*",))
+                           freeze=("Conv_0/.*",), lr_mult=("Dense_0/.*=0.1",))
   check_optimizer(config, params)      # ConfigError: one sentence
   tx = create_optimizer(config, total_steps=10_000)
   state = create_train_state(model, tx, x, key, frozen=config.freeze)
@@ -15,7 +15,8 @@ Usage::
 
 The transformation is, for ``k = accumulate``::
 
-  MultiSteps(chain(partition({"trainable": chain(clip, decay, rule(lr_t)),
+  MultiSteps(chain(partition({"trainable": chain(clip, decay, rule(lr_t),
+                                                 scale_by_lr_mult),
                               "frozen": set_to_zero()}, labels),
                    params_ema(ema_decay)), every_k_schedule=k)
 
@@ -42,6 +43,13 @@ hand-written ``optax.adam`` (checked on the DQN update's optimised HLO).
   ``"/"``-joined path, e.g. ``"Dense_1/.*"``) get zero updates and no
   optimizer moments; ``TrainState(frozen=...)`` also keeps their BatchNorm
   statistics.
+- Learning-rate multipliers (``lr_mult``, ``"PATTERN=X"`` with ``X > 0``)
+  multiply the final update of each leaf whose path the first matching
+  pattern fullmatches by ``X``: the leaf trains at ``X * lr_t`` (decoupled
+  weight decay scales with it, as it does with ``lr_t``). Adam's update is
+  linear in ``lr``, so this is exactly a per-leaf learning rate
+  (discriminative fine-tuning, as big_vision's ``lr_mults``). Leaves that
+  no pattern matches keep ``X = 1`` and are not multiplied at all.
 - ``params_ema`` keeps ``ema <- d ema + (1 - d) params`` after each update.
 """
 
@@ -54,7 +62,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from dlcore.config import field
+from dlcore.config import check_ranges, field
 from dlcore.errors import ConfigError
 
 _RULES = {
@@ -75,22 +83,28 @@ _DECAYS = {  # (peak value, steps after warmup) -> schedule reaching 0.
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
   name: str = field("adam", "update rule", choices=tuple(_RULES))
-  lr: float = field(1e-3, "peak learning rate")
+  lr: float = field(1e-3, "peak learning rate", valid="(0, inf)")
   schedule: str = field("constant", "learning-rate decay after warmup, to 0 "
                         "at the last update", choices=tuple(_DECAYS))
-  warmup_steps: int = field(0, "updates of linear warmup from 0 to lr")
-  b1: float = field(0.9, "Adam's first-moment decay")
-  b2: float = field(0.999, "Adam's second-moment decay")
-  momentum: float = field(0.9, "SGD momentum (0 = none)")
+  warmup_steps: int = field(0, "updates of linear warmup from 0 to lr",
+                           valid="[0, inf)")
+  b1: float = field(0.9, "Adam's first-moment decay", valid="[0, 1)")
+  b2: float = field(0.999, "Adam's second-moment decay", valid="[0, 1)")
+  momentum: float = field(0.9, "SGD momentum (0 = none)", valid="[0, 1)")
   nesterov: bool = field(False, "Nesterov momentum for SGD")
   weight_decay: float = field(0.0, "weight decay of kernels (ndim > 1); "
-                              "decoupled for adamw, L2 for adam and sgd")
-  clip_norm: float = field(0.0, "clip gradients to this global norm (0 = off)")
-  accumulate: int = field(1, "micro-batches per update")
+                              "decoupled for adamw, L2 for adam and sgd",
+                              valid="[0, inf)")
+  clip_norm: float = field(0.0, "clip gradients to this global norm (0 = off)",
+                           valid="[0, inf)")
+  accumulate: int = field(1, "micro-batches per update", valid="[1, inf)")
   ema_decay: float = field(0.0, "decay of the parameters' moving average "
-                           "used for evaluation (0 = off)")
+                           "used for evaluation (0 = off)", valid="[0, 1)")
   freeze: tuple[str, ...] = field((), "regexes of parameter paths to freeze "
                                   "(re.fullmatch on 'Module_0/kernel')")
+  lr_mult: tuple[str, ...] = field((), "learning-rate multipliers "
+                                   "'PATTERN=X' (X > 0; the first pattern "
+                                   "that fullmatches a path wins)")
 
 
 def path_name(path) -> str:
@@ -103,6 +117,50 @@ def frozen_mask(patterns: tuple[str, ...], tree: Any) -> Any:
   return jax.tree_util.tree_map_with_path(
       lambda path, _: any(re.fullmatch(p, path_name(path)) for p in patterns),
       tree)
+
+
+def parse_lr_mults(specs: tuple[str, ...], prefix: str = "optimizer"
+                   ) -> tuple[tuple[str, float], ...]:
+  """``("Conv_.*=0.1",)`` -> ``(("Conv_.*", 0.1),)``; ``ConfigError`` if malformed."""
+  parsed = []
+  for spec in specs:
+    pattern, equals, value = spec.rpartition("=")
+    try:
+      mult = float(value) if equals and pattern else None
+    except ValueError:
+      mult = None
+    _require(mult is not None and mult > 0, f"option {prefix}.lr_mult takes "
+             f"'PATTERN=X' with a number X > 0 (freeze a leaf with option "
+             f"{prefix}.freeze instead of X = 0), got {spec!r}")
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      raise ConfigError(f"option {prefix}.lr_mult has an invalid regular "
+                        f"expression {pattern!r} ({e})") from None
+    parsed.append((pattern, mult))
+  return tuple(parsed)
+
+
+def lr_mult_of(mults: tuple[tuple[str, float], ...], path: str) -> float:
+  """The multiplier of the first pattern that fullmatches ``path``; else 1."""
+  return next((m for p, m in mults if re.fullmatch(p, path)), 1.0)
+
+
+def scale_by_lr_mult(
+    mults: tuple[tuple[str, float], ...]) -> optax.GradientTransformation:
+  """Multiplies the update of each leaf by ``lr_mult_of(mults, path)``; stateless.
+
+  Leaves hidden by ``optax.partition`` (``MaskedNode``) have no leaves and
+  are passed over.
+  """
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: (u if (m := lr_mult_of(mults, path_name(path))) == 1
+                         else u * jnp.asarray(m, u.dtype)), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(),
+                                      update)
 
 
 def decay_mask(params: Any) -> Any:
@@ -178,51 +236,53 @@ def _require(ok: bool, sentence: str) -> None:
 
 
 def check_optimizer(config: OptimizerConfig, params: Any = None, *,
-                    total_steps: int | None = None) -> None:
-  """Raises ``ConfigError``: a bad option, or a freeze pattern matching no path."""
+                    total_steps: int | None = None,
+                    prefix: str = "optimizer") -> None:
+  """Raises ``ConfigError``: a bad option, or a freeze or lr_mult pattern matching no path.
+
+  Messages name the options of the section ``prefix`` (``g_optimizer``).
+  """
   c = config
-  _require(c.name in _RULES, f"option optimizer.name must be one of "
+  _require(c.name in _RULES, f"option {prefix}.name must be one of "
            f"{', '.join(_RULES)}, got {c.name!r}")
-  _require(c.schedule in _DECAYS, f"option optimizer.schedule must be one of "
+  _require(c.schedule in _DECAYS, f"option {prefix}.schedule must be one of "
            f"{', '.join(_DECAYS)}, got {c.schedule!r}")
-  _require(c.lr > 0, f"option optimizer.lr must be positive, got {c.lr}")
-  for name in ("b1", "b2", "momentum", "ema_decay"):
-    value = getattr(c, name)
-    _require(0 <= value < 1,
-             f"option optimizer.{name} must be in [0, 1), got {value}")
-  for name in ("warmup_steps", "weight_decay", "clip_norm"):
-    value = getattr(c, name)
-    _require(value >= 0,
-             f"option optimizer.{name} must be at least 0, got {value}")
-  _require(c.accumulate >= 1,
-           f"option optimizer.accumulate must be at least 1, got {c.accumulate}")
-  _require(not (c.nesterov and c.momentum == 0), "option optimizer.nesterov "
-           "needs option optimizer.momentum above 0")
+  check_ranges(c, f"{prefix}.")
+  _require(not (c.nesterov and c.momentum == 0), f"option {prefix}.nesterov "
+           f"needs option {prefix}.momentum above 0")
   if total_steps is not None:
     updates = total_steps // c.accumulate
-    _require(updates >= 1, f"option optimizer.accumulate must be at most the "
+    _require(updates >= 1, f"option {prefix}.accumulate must be at most the "
              f"run's {total_steps} steps, got {c.accumulate}")
-    _require(c.warmup_steps < updates, f"option optimizer.warmup_steps must "
+    _require(c.warmup_steps < updates, f"option {prefix}.warmup_steps must "
              f"be below the number of updates, {updates} ({total_steps} steps "
-             f"// option optimizer.accumulate {c.accumulate}), got "
+             f"// option {prefix}.accumulate {c.accumulate}), got "
              f"{c.warmup_steps}")
   for pattern in c.freeze:
     try:
       re.compile(pattern)
     except re.error as e:
-      raise ConfigError(f"option optimizer.freeze has an invalid regular "
+      raise ConfigError(f"option {prefix}.freeze has an invalid regular "
                         f"expression {pattern!r} ({e})") from None
+  parse_lr_mults(c.lr_mult, prefix)
   if params is not None:
-    check_freeze(c.freeze, params)
+    check_freeze(c.freeze, params, prefix)
+    check_freeze(tuple(p for p, _ in parse_lr_mults(c.lr_mult, prefix)),
+                 params, prefix, "lr_mult")
 
 
-def check_freeze(patterns: tuple[str, ...], params: Any) -> None:
-  """Raises ``ConfigError`` for a freeze pattern that matches no path of ``params``."""
+def check_freeze(patterns: tuple[str, ...], params: Any,
+                 prefix: str = "optimizer", option: str = "freeze") -> None:
+  """Raises ``ConfigError`` for a pattern that matches no path of ``params``.
+
+  A misspelt pattern must not freeze (or rescale) nothing silently; the
+  message names option ``prefix.option``.
+  """
   paths = [path_name(path)
            for path, _ in jax.tree_util.tree_leaves_with_path(params)]
   for pattern in patterns:
     _require(any(re.fullmatch(pattern, p) for p in paths), f"option "
-             f"optimizer.freeze pattern {pattern!r} matches no parameter "
+             f"{prefix}.{option} pattern {pattern!r} matches no parameter "
              f"path; the paths look like {', '.join(paths[:4])}")
 
 
@@ -238,7 +298,9 @@ def create_optimizer(config: OptimizerConfig, total_steps: int,
         else learning_rate_schedule(config, total_steps // config.accumulate))
   clip = ([optax.clip_by_global_norm(config.clip_norm)]
           if config.clip_norm > 0 else [])
-  tx = optax.chain(*clip, _RULES[config.name](config, lr))
+  mults = parse_lr_mults(config.lr_mult)
+  tx = optax.chain(*clip, _RULES[config.name](config, lr),
+                   *([scale_by_lr_mult(mults)] if mults else []))
   if config.freeze:  # Without frozen parameters, no partition in the step.
     labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "trainable",
                                     frozen_mask(config.freeze, p))

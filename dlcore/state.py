@@ -5,11 +5,16 @@ opt_state, apply_fn) plus ``batch_stats``, the BatchNorm running statistics
 (an empty dict for models without BatchNorm), and ``frozen``, the
 ``OptimizerConfig.freeze`` patterns: ``apply_gradients`` keeps the BatchNorm
 statistics whose paths they fullmatch (their parameters are kept by the
-optimizer's ``set_to_zero``). Everything else a step needs — the batch and a
-key — is passed to it explicitly.
+optimizer's ``set_to_zero``), and a training step runs inside
+``frozen_norms_in_inference(frozen)``, so those layers normalise with their
+running statistics, as in evaluation, not with the batch's: a frozen
+backbone computes the same function in training and evaluation. Everything
+else a step needs — the batch and a key — is passed to it explicitly.
 """
 
-from typing import Any
+import contextlib
+import re
+from typing import Any, Iterator
 
 import flax.linen as nn
 import jax
@@ -58,3 +63,36 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
 def count_params(params: Any) -> int:
   """The number of scalars in a parameter pytree."""
   return sum(x.size for x in jax.tree.leaves(params))
+
+
+@contextlib.contextmanager
+def frozen_norms_in_inference(frozen: tuple[str, ...]) -> Iterator[None]:
+  """Within it, every ``nn.BatchNorm`` whose statistics are frozen uses them.
+
+  A layer at path ``P`` is frozen when a pattern fullmatches ``P/mean``
+  (the rule ``TrainState.apply_gradients`` keeps statistics by). Its call
+  is replaced by the same layer with ``use_running_average=True`` applied
+  to the same variables: ``(x - mean) / sqrt(var + eps) * scale + bias``
+  with the running ``mean`` and ``var``, exactly what evaluation computes,
+  and no new statistics. Any model, any nesting; without patterns it does
+  nothing.
+  """
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if (context.method_name != "__call__"
+        or not isinstance(module, nn.BatchNorm)
+        or not any(re.fullmatch(p, "/".join((*module.path, "mean")))
+                   for p in frozen)):
+      return next_fun(*args, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k != "use_running_average"}
+    inference = module.clone(parent=None, use_running_average=True)
+    variables = {name: module.variables[name]
+                 for name in ("params", "batch_stats")
+                 if name in module.variables}
+    return inference.apply(variables, *args, **kwargs)
+
+  if not frozen:
+    yield
+    return
+  with nn.intercept_methods(interceptor):
+    yield

@@ -28,6 +28,7 @@ from dlcore.models.qnetworks import create_q_network
 from dlcore.models.vae import VAE
 from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step
 from dlcore.qlearning import make_dqn_program
+from dlcore.ppo import PpoConfig, create_actor_critic, make_ppo_program
 from dlcore.segmentation import train_step as segmentation_step
 from dlcore.state import create_train_state
 from dlcore.vae import create_vae_state, vae_step
@@ -249,6 +250,51 @@ def test_dqn_loop_baseline_follows_dlcores_run():
   assert_trees_close(agent.params, runner.agent.params)
   assert_trees_close(agent.target_params, runner.agent.target_params)
   assert_trees_close(baseline_runner.buffer, runner.buffer.storage, 0, 0)
+  assert_trees_close(baseline_runner.env_state, runner.env_state, 0, 0)
+
+
+def test_ppo_loop_baseline_follows_dlcores_run():
+  """Two chunks from one key: the same episodes, loss terms, agent and envs.
+
+  A small run (4 environments, 16-step rollouts, 2 epochs of 2 minibatches,
+  2 iterations per chunk) with ``PpoConfig``'s other defaults, which
+  ``PpoArgs``'s defaults must equal.
+  """
+  names = {"env": "env_name", "optimizer.lr": "lr", "num_envs": "num_envs",
+           "num_steps": "num_steps", "total_steps": "total_timesteps",
+           "update_epochs": "update_epochs",
+           "num_minibatches": "num_minibatches", "gamma": "gamma",
+           "gae_lambda": "gae_lambda", "clip_eps": "clip_eps",
+           "ent_coef": "ent_coef", "vf_coef": "vf_coef",
+           "optimizer.clip_norm": "max_grad_norm"}
+  defaults = PpoConfig()
+  assert (defaults.optimizer.name, defaults.optimizer.schedule,
+          defaults.clip_value, defaults.reward_scale) == (
+              "adam", "linear", True, 1.0)
+  assert baseline.PpoArgs() == baseline.PpoArgs(**{
+      args_name: operator.attrgetter(name)(defaults)
+      for name, args_name in names.items()})
+
+  config = dataclasses.replace(defaults, num_steps=16, total_steps=256,
+                               update_epochs=2, num_minibatches=2,
+                               log_every=128)
+  args = baseline.PpoArgs(updates_per_chunk=2, **{
+      args_name: operator.attrgetter(name)(config)
+      for name, args_name in names.items()})
+  program = make_ppo_program(config)
+  init, chunk = baseline.make_ppo_loop(
+      args, create_actor_critic(config, 2, continuous=False))
+  key = jax.random.PRNGKey(3)
+  runner, baseline_runner = program.init(key), jax.jit(init)(key)
+  dlcore_chunk, baseline_chunk = jax.jit(program.chunk), jax.jit(chunk)
+  for _ in range(program.num_chunks):
+    runner, metrics = dlcore_chunk(runner)
+    baseline_runner, baseline_metrics = baseline_chunk(baseline_runner)
+    assert int(baseline_metrics["episodes"]) > 0
+    assert_metrics_close(baseline_metrics, metrics)
+  agent = baseline_runner.train_state
+  assert int(agent.step) == int(runner.agent.step) == 16
+  assert_trees_close(agent.params, runner.agent.params)
   assert_trees_close(baseline_runner.env_state, runner.env_state, 0, 0)
 
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import pathlib
 
+import jax
 import pytest
 
 from dlcore.checkpoint import Checkpointer
@@ -65,7 +66,22 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
   with pytest.raises(SystemExit):  # An existing run needs --resume.
     _run(argv)
   assert "--resume" in capsys.readouterr().err
-  resumed = _run(argv + ["--resume"])
+  lowered = []  # Each program JAX lowers (also when its compiled code is cached).
+
+  def count(event, duration, **kwargs):
+    del duration
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+      lowered.append(kwargs.get("fun_name"))
+  jax.monitoring.register_event_duration_secs_listener(count)
+  try:
+    resumed = _run(argv + ["--resume"])
+  finally:
+    jax.monitoring.unregister_event_duration_listener(count)
+  # The seeds' init and the chunk, this compiled ahead of time (its
+  # compile_seconds): no recompilation is timed as training after a resume.
+  assert lowered.count("jit(mapped)") == 2, lowered
+  assert resumed["env_steps_per_sec"] == pytest.approx(
+      2 * 1000 / resumed["train_seconds"])
   assert resumed["eval_return_per_seed"] == summary["eval_return_per_seed"]
   again = [json.loads(l) for l in (parted / "metrics.jsonl").read_text().splitlines()]
   for a, b in zip(records, again):
@@ -112,7 +128,8 @@ def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
   # Learning starts at step 200; Adam at lr 1e30 overflows within updates
   # of the first chunk, which is known only as a whole.
   assert err.startswith("error: loss became NaN or infinite within steps 1 "
-                        "to 500; training stopped")
+                        "to 500 from a finite state and finite data, so "
+                        "training diverged: a lower learning rate")
   assert not (workdir / "metrics.jsonl").exists()
   assert not (workdir / "summary.json").exists()
   assert not list((workdir / "checkpoints").iterdir())

@@ -7,12 +7,13 @@ import pytest
 
 from dlcore.adversarial import GanConfig
 from dlcore.config import load_config_file
+from dlcore.ppo import PpoConfig
 from dlcore.qlearning import DqnConfig
 from dlcore.supervised import ClassifyConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_CLASSES = {"classify": ClassifyConfig, "gan": GanConfig,
-                  "dqn": DqnConfig}
+                  "dqn": DqnConfig, "ppo": PpoConfig}
 
 
 def readme_example() -> str:

@@ -2,7 +2,7 @@
 
 Usage::
 
-  judge = load_or_train_judge("digits", (8, 8, 1), 10, workdir / "classifier")
+  judge = load_or_train_judge("digits", data, workdir / "classifier")
   real = judge.features(data.test.images)            # [N, 256]
   fcd = frechet_distance(real, judge.features(fake))  # fake in [0, 1]
   accuracy = judge.accuracy(fake, labels)             # conditional GANs
@@ -11,16 +11,19 @@ FID needs an ImageNet Inception network, which cannot be downloaded here,
 so the features come from a classifier that dlcore trains itself on the
 same dataset: the Flax MNIST ``CNN``, whose ``features`` are its 256-d
 penultimate layer. It is trained once with ``train_and_evaluate`` and
-cached in its own directory (reused by later runs and resumed if it was
-interrupted). The distance between Gaussians fitted to the two feature
+cached in a directory of its own per dataset, named by the dataset and a
+hash of its arrays (reused by later runs on the same data, resumed if it
+was interrupted; another dataset, even of the same shape, gets its own). The distance between Gaussians fitted to the two feature
 sets is Fréchet's ``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1^1/2 S_2
 S_1^1/2)^1/2)``, as in FID. Numbers are comparable only under the same
 classifier and sample counts.
 """
 
 import dataclasses
+import hashlib
 import json
 import pathlib
+import re
 from typing import Any
 
 import jax
@@ -30,7 +33,7 @@ import numpy as np
 from dlcore import parallel
 from dlcore.adversarial.state import GANState, cycling_labels, sample_images
 from dlcore.checkpoint import Checkpointer
-from dlcore.data import Split
+from dlcore.data import Dataset, Split
 from dlcore.loop import CHECKPOINT_DIR
 from dlcore.models import CNN
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
@@ -81,18 +84,36 @@ class Judge:
     return float(np.mean(predictions == np.asarray(labels)))
 
 
-def load_or_train_judge(dataset: str, image_shape: tuple[int, ...],
-                        num_classes: int, directory: str | pathlib.Path, *,
+def dataset_fingerprint(data: Dataset) -> str:
+  """A hex digest of every image and label of ``data`` (and their shapes)."""
+  digest = hashlib.blake2b(digest_size=16)
+  for split in (data.train, data.test):
+    for array in (split.images, split.labels):
+      digest.update(repr((array.shape, str(array.dtype))).encode())
+      digest.update(np.ascontiguousarray(array).tobytes())
+  return digest.hexdigest()
+
+
+def judge_directory(data: Dataset, cache: str | pathlib.Path) -> pathlib.Path:
+  """Where ``cache`` keeps the classifier of ``data``: ``cache/NAME-HASH``."""
+  name = re.sub(r"[^A-Za-z0-9_.-]", "_", data.name)
+  return pathlib.Path(cache) / f"{name}-{dataset_fingerprint(data)[:16]}"
+
+
+def load_or_train_judge(dataset: str, data: Dataset,
+                        cache: str | pathlib.Path, *,
                         data_dir: str | None = None, epochs: int = 20,
                         seed: int = 0) -> Judge:
-  """The FCD classifier of ``dataset``, trained into ``directory`` unless already there.
+  """The FCD classifier of ``data``, trained into ``judge_directory(data, cache)`` unless there.
 
-  ``dataset`` (a name or ``.npz`` path, as ``load_dataset`` takes it) has
-  images of ``image_shape`` and ``num_classes`` classes.
+  ``dataset`` is how ``data`` was loaded (a name or ``.npz`` path, as
+  ``load_dataset`` takes it).
   """
-  directory = pathlib.Path(directory)
+  directory = judge_directory(data, cache)
   config = ClassifyConfig(dataset=dataset, data_dir=data_dir, model="cnn",
-                          epochs=epochs, seed=seed, workdir=str(directory))
+                          epochs=epochs, seed=seed, workdir=str(directory),
+                          batch_size=min(ClassifyConfig.batch_size,
+                                         len(data.train)))
   summary_path = directory / "summary.json"
   if not summary_path.exists():
     probe = Checkpointer(directory / CHECKPOINT_DIR)
@@ -103,7 +124,7 @@ def load_or_train_judge(dataset: str, image_shape: tuple[int, ...],
   checkpointer = Checkpointer(directory / CHECKPOINT_DIR)
   state, _ = checkpointer.restore_latest()  # Nested dicts of arrays.
   checkpointer.close()
-  return Judge(state["params"], num_classes, summary["test_accuracy"])
+  return Judge(state["params"], data.num_classes, summary["test_accuracy"])
 
 
 class GeneratorQuality:

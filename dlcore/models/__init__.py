@@ -9,9 +9,10 @@ parameters.
 """
 
 import functools
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
@@ -19,7 +20,8 @@ from dlcore.errors import ConfigError
 from dlcore.models.convnets import CNN, LeNet5
 from dlcore.models.mlp import MLP
 from dlcore.models.recurrent import RecurrentClassifier
-from dlcore.models.resnet import ResNet, ResNet18, ResNet20
+from dlcore.models.resnet import (ImageNetResNet, ImageNetResNet18,
+                                  ImageNetResNet50, ResNet, ResNet18, ResNet20)
 from dlcore.models.segmentation import (FCN, SEGMENTERS, UNet,
                                         check_image_size, create_segmenter)
 from dlcore.models.transformer import TransformerClassifier
@@ -31,6 +33,8 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "cnn": CNN,
     "resnet20": ResNet20,
     "resnet18": ResNet18,
+    "resnet18_imagenet": ImageNetResNet18,
+    "resnet50_imagenet": ImageNetResNet50,
     "rnn": functools.partial(RecurrentClassifier, cell="rnn"),
     "lstm": functools.partial(RecurrentClassifier, cell="lstm"),
     "gru": functools.partial(RecurrentClassifier, cell="gru"),
@@ -54,7 +58,41 @@ def create_classifier(name: str, num_classes: int,
   return CLASSIFIERS[name](num_classes=num_classes, dtype=dtype)
 
 
-__all__ = ["CLASSIFIERS", "CNN", "FCN", "LeNet5", "MLP", "RecurrentClassifier",
+def _takes(model: nn.Module, image_shape: Sequence[int]) -> bool:
+  """Whether ``model`` initialises on one image of ``image_shape`` (traced, not run)."""
+  try:
+    jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False),
+                   jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  except (TypeError, ValueError, ArithmeticError):  # Shapes that do not fit.
+    return False
+  return True
+
+
+def check_image_shape(name: str, image_shape: Sequence[int],
+                      who: str | None = None) -> None:
+  """Raises ``ConfigError`` when classifier ``name`` cannot take ``[H, W, C]`` images.
+
+  The sentence names the smallest square image the model takes (found by
+  ``jax.eval_shape`` of its initialisation, so nothing is computed);
+  ``who`` names the model in it instead of ``model NAME`` (the option a
+  user can change).
+  """
+  model = create_classifier(name, num_classes=2)
+  height, width, channels = image_shape
+  if _takes(model, image_shape):
+    return
+  side = next((s for s in range(max(height, width) + 1, 1025)
+               if _takes(model, (s, s, channels))), None)
+  needs = f"at least {side}x{side} pixels" if side else "larger images"
+  advice = ("" if who else "; choose larger images or another option model, "
+            "such as mlp")
+  raise ConfigError(f"{who or f'model {name}'} cannot take images of "
+                    f"{height}x{width} pixels; it needs {needs}{advice}")
+
+
+__all__ = ["CLASSIFIERS", "CNN", "FCN", "ImageNetResNet", "ImageNetResNet18",
+           "ImageNetResNet50", "LeNet5", "MLP", "RecurrentClassifier",
            "ResNet", "ResNet18", "ResNet20", "SEGMENTERS",
-           "TransformerClassifier", "UNet", "check_image_size",
-           "check_model_name", "create_classifier", "create_segmenter"]
+           "TransformerClassifier", "UNet", "check_image_shape",
+           "check_image_size", "check_model_name", "create_classifier",
+           "create_segmenter"]

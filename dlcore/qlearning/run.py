@@ -35,59 +35,18 @@ import numpy as np
 
 from dlcore import files, loop, parallel, plots
 from dlcore.config import experiment_dict
-from dlcore.errors import ConfigError
 from dlcore.qlearning.config import DqnConfig
+from dlcore.writers import SUMMARY_FILE
 from dlcore.qlearning.train import make_dqn_program
+from dlcore.rl.seeds import episode_returns, per_seed, seed_keys, seed_mesh
 
 EVAL_STREAM = 1  # fold_in(seed_key, EVAL_STREAM) seeds a seed's evaluation.
 
 
-def seed_keys(config: DqnConfig) -> jax.Array:
-  """One key per seed, ``[seeds, 2]``: every draw of seed ``i`` derives from row ``i``."""
-  return jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
-
-
-def seed_mesh(config: DqnConfig) -> jax.sharding.Mesh:
-  """The devices the seeds spread over: ``--devices``, or the most that divide ``--seeds``."""
-  if config.devices is None:
-    count = max(d for d in range(1, min(config.seeds, jax.device_count()) + 1)
-                if config.seeds % d == 0)
-  else:
-    count = config.devices
-    if count >= 1 and config.seeds % count:
-      raise ConfigError(f"option seeds {config.seeds} does not divide by "
-                        f"option devices {count}; choose a multiple of "
-                        f"{count} seeds or devices that divide the seeds")
-  return parallel.data_mesh(count)
-
-
-def _per_seed(fn, mesh, mechanism: str, **options):
-  """``fn`` vmapped over its first argument's seeds, split over ``mesh`` (outputs too).
-
-  Further arguments (a step's batch and key) are shared by every seed.
-  """
-  def mapped(xs, *rest, axis_name):
-    del axis_name  # Seeds are independent: no collective.
-    return jax.vmap(lambda x: fn(x, *rest))(xs)
-  return parallel.wrap(mapped, mesh, mechanism, sharded_argnums=(0,),
-                       shard_outputs=True, **options)
-
-
-def _finite_or_none(value: float) -> float | None:
-  return float(value) if np.isfinite(value) else None
-
-
 def summarize(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
   """The record of the chunks since the last one (leaves ``[chunks, seeds]``)."""
-  episodes = metrics["episodes"].sum(0)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    per_seed = [_finite_or_none(r)
-                for r in metrics["return_sum"].sum(0) / episodes]
-  finished = [r for r in per_seed if r is not None]
   updates = metrics["updates"].sum(0)  # Per seed.
-  record = {"episode_return": float(np.mean(finished)) if finished else None,
-            "episode_return_per_seed": per_seed,
-            "episodes": int(episodes.sum()),
+  record = {**episode_returns(metrics),
             "updates": int(updates[0]),
             "epsilon": float(metrics["epsilon"][-1, 0])}
   for name in ("loss", "q_mean", "grad_norm"):
@@ -148,10 +107,10 @@ def train_and_evaluate(config: DqnConfig,
             "eval_return_per_seed": [float(r) for r in returns]}
 
   # The runner carries its own keys: the loop's batch and key go unused.
-  chunk = _per_seed(lambda runner, batch, key: program.chunk(runner), mesh,
+  chunk = per_seed(lambda runner, batch, key: program.chunk(runner), mesh,
                     config.parallel, donate_argnums=0)
   _, history = loop.train(
-      _per_seed(program.init, mesh, config.parallel)(keys), chunk,
+      per_seed(program.init, mesh, config.parallel)(keys), chunk,
       lambda start: itertools.repeat(None), key=jax.random.PRNGKey(config.seed),
       num_steps=program.num_chunks * chunk_length, workdir=workdir,
       every=every, evaluate=evaluate, resume=config.resume,
@@ -182,5 +141,5 @@ def train_and_evaluate(config: DqnConfig,
       "num_devices": mesh.size,
       "config": experiment_dict(config)}
   if parallel.is_main_process():
-    files.write_json(workdir / "summary.json", summary)
+    files.write_json(workdir / SUMMARY_FILE, summary)
   return summary

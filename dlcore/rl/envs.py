@@ -1,8 +1,9 @@
-"""JAX-native environments from gymnax, validated for value-based agents.
+"""JAX-native environments from gymnax, validated for the agent that takes them.
 
 Usage::
 
   env, params = make_env("CartPole-v1")  # ConfigError on a bad name
+  env, params = make_env("Pendulum-v1", continuous=True)  # a policy's env
   obs, env_state = env.reset(key, params)
   obs, env_state, reward, terminated, truncated, info = env.step(
       key, env_state, action, params)
@@ -34,22 +35,30 @@ CONTINUOUS_ENVS = ("Pendulum-v1", "MountainCarContinuous-v0",
                    "PointRobot-misc", "Reacher-misc", "Swimmer-misc")
 
 
-def check_env_name(name: str) -> None:
-  """Raises ``ConfigError`` unless ``name`` is one of ``DISCRETE_ENVS``."""
-  if name in DISCRETE_ENVS:
+def check_env_name(name: str, continuous: bool = False) -> None:
+  """Raises ``ConfigError`` unless ``name`` is one of ``DISCRETE_ENVS``
+  (or of ``CONTINUOUS_ENVS`` too, with ``continuous``)."""
+  allowed = DISCRETE_ENVS + (CONTINUOUS_ENVS if continuous else ())
+  if name in allowed:
     return
-  valid = ", ".join(DISCRETE_ENVS)
+  valid = ", ".join(allowed)
   if name in CONTINUOUS_ENVS:
     raise ConfigError(f"environment {name!r} has continuous actions, which "
                       f"DQN cannot take; choose one of {valid}")
   raise ConfigError(f"unknown environment {name!r}; choose one of {valid}")
 
 
-def make_env(name: str):
-  """``(env, env_params)`` for a discrete-action gymnax environment ``name``."""
-  check_env_name(name)
+def make_env(name: str, continuous: bool = False):
+  """``(env, env_params)`` for gymnax environment ``name``.
+
+  Its actions must be discrete (``spaces.Discrete``) or, with
+  ``continuous``, also real vectors (``spaces.Box``).
+  """
+  check_env_name(name, continuous)
   env, params = gymnax.make(name)
-  if not isinstance(env.action_space(params), spaces.Discrete):
-    raise ConfigError(f"environment {name!r} has no discrete action space; "
-                      f"choose one of {', '.join(DISCRETE_ENVS)}")
+  kinds = (spaces.Discrete, spaces.Box) if continuous else (spaces.Discrete,)
+  if not isinstance(env.action_space(params), kinds):
+    allowed = DISCRETE_ENVS + (CONTINUOUS_ENVS if continuous else ())
+    raise ConfigError(f"environment {name!r} has an action space the agent "
+                      f"cannot take; choose one of {', '.join(allowed)}")
   return env, params

@@ -2,7 +2,8 @@
 
 from dlcore.supervised.steps import (TASKS, classifier_objective, eval_step,
                                      train_step)
+from dlcore.supervised.finetune import FinetuneConfig, finetune
 from dlcore.supervised.train import ClassifyConfig, train_and_evaluate
 
-__all__ = ["TASKS", "ClassifyConfig", "classifier_objective", "eval_step",
-           "train_and_evaluate", "train_step"]
+__all__ = ["TASKS", "ClassifyConfig", "FinetuneConfig", "classifier_objective",
+           "eval_step", "finetune", "train_and_evaluate", "train_step"]

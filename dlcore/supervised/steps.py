@@ -14,6 +14,8 @@ one device on the whole batch when the per-device batches are equal.
 
 ``task`` is ``"classification"`` (softmax cross-entropy, accuracy,
 optional label smoothing) or ``"regression"`` (mean squared error).
+``shift > 0`` augments training images by random translations
+(``random_shift``), drawn from the step's key.
 Bind the keyword options with ``functools.partial`` before ``jax.jit``.
 """
 
@@ -29,7 +31,8 @@ from jax import lax
 from dlcore import losses
 from dlcore.metrics import Average
 from dlcore.objective import Metrics, Objective
-from dlcore.state import TrainState, create_train_state
+from dlcore.state import (TrainState, create_train_state,
+                          frozen_norms_in_inference)
 
 TASKS = ("classification", "regression")
 
@@ -47,8 +50,9 @@ def _apply(state: TrainState, params, images, *, train: bool, key=None,
                              rngs={"dropout": key} if key is not None else None,
                              **kwargs)
     return outputs, state.batch_stats
-  outputs, updates = state.apply_fn(variables, images, rngs={"dropout": key},
-                                    mutable=["batch_stats"], **kwargs)
+  with frozen_norms_in_inference(state.frozen):
+    outputs, updates = state.apply_fn(variables, images, rngs={"dropout": key},
+                                      mutable=["batch_stats"], **kwargs)
   return outputs, updates["batch_stats"]
 
 
@@ -63,15 +67,36 @@ def _per_example(outputs, labels, task: str, label_smoothing: float):
   raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
+def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+  """Each image of ``[B, H, W, C]`` moved by its own offsets in ``[-s, s]`` pixels.
+
+  The image is zero-padded by ``s = max_shift`` on every side and a
+  ``H x W`` window cropped at a uniformly drawn position: zeros enter at the
+  edges it moves away from.
+  """
+  _, height, width, channels = images.shape
+  s = max_shift
+  padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+  corners = jax.random.randint(key, (images.shape[0], 2), 0, 2 * s + 1)
+  return jax.vmap(lambda image, corner: lax.dynamic_slice(
+      image, (corner[0], corner[1], 0), (height, width, channels)))(
+          padded, corners)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
                *, task: str = "classification", label_smoothing: float = 0.0,
+               shift: int = 0,
                axis_name: str | None = None) -> tuple[TrainState, Metrics]:
   """One gradient step on the batch mean loss; metrics ``loss`` (+ ``accuracy``)."""
   if axis_name is not None:  # A different dropout mask on every device.
     key = jax.random.fold_in(key, lax.axis_index(axis_name))
+  images = batch["image"]
+  if shift:
+    key, shift_key = jax.random.split(key)
+    images = random_shift(shift_key, images, shift)
 
   def loss_fn(params):
-    outputs, batch_stats = _apply(state, params, batch["image"], train=True,
+    outputs, batch_stats = _apply(state, params, images, train=True,
                                   key=key, axis_name=axis_name)
     loss, extra = _per_example(outputs, batch["label"], task, label_smoothing)
     metrics = {"loss": jnp.mean(loss),
@@ -102,7 +127,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array],
 
 def classifier_objective(model: nn.Module, tx: optax.GradientTransformation,
                          *, task: str = "classification",
-                         label_smoothing: float = 0.0,
+                         label_smoothing: float = 0.0, shift: int = 0,
                          frozen: tuple[str, ...] = ()) -> Objective:
   """Supervised learning of ``model`` (``[B, ...] -> [B, K]``) as an ``Objective``.
 
@@ -116,5 +141,6 @@ def classifier_objective(model: nn.Module, tx: optax.GradientTransformation,
   return Objective(
       init=init,
       train_step=functools.partial(train_step, task=task,
-                                   label_smoothing=label_smoothing),
+                                   label_smoothing=label_smoothing,
+                                   shift=shift),
       eval_step=functools.partial(eval_step, task=task))

@@ -1,0 +1,34 @@
+r"""Fine-tune a classifier from pretrained weights and report its test accuracy.
+
+Every option of ``classify.py`` (``--epochs``, ``--batch-size``,
+``--optimizer.lr``, ``--seed``, ``--model``, ``--classes``,
+``--train-per-class`` ...) plus ``--init-from`` (a dlcore workdir, an Orbax
+checkpoint directory or an ``.npz`` of weights), ``--reinit`` (paths kept
+fresh; default the head), ``--remap``, ``--freeze`` and ``--lr-mult``; see
+``--help``. Writes what ``classify.py`` writes to ``--workdir``
+(metrics.jsonl, summary.json, curves.png, checkpoints/; resume with
+``--resume``).
+
+  python experiments/classify.py --dataset digits28.npz --classes 0,1,2,3,4 \
+      --workdir runs/source
+  python experiments/finetune.py --dataset digits28.npz --classes 5,6,7,8,9 \
+      --train-per-class 10 --init-from runs/source --workdir runs/target
+"""
+
+from dlcore import cli, parallel
+from dlcore.config import parse_args
+from dlcore.supervised import FinetuneConfig, finetune
+
+
+def main(argv=None) -> dict:
+  config = parse_args(FinetuneConfig, __doc__, argv)
+  parallel.initialize_distributed(config)
+  summary = finetune(config, config.workdir)
+  print(f"test accuracy {summary['test_accuracy']:.4f} "
+        f"(test loss {summary['test_loss']:.4f}, "
+        f"{summary['train_seconds']:.1f} s of training) -> {config.workdir}")
+  return summary
+
+
+if __name__ == "__main__":
+  cli.run(main)
