@@ -30,7 +30,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from dlcore.config import field
-from dlcore.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,21 +37,14 @@ class AugmentConfig:
   """Training augmentation (evaluation never augments)."""
   flip: bool = field(False, "random left-right flips (off for digits, "
                      "whose mirror images are not digits)")
-  max_shift: int = field(0, "random shifts of up to this many pixels")
-  max_zoom: float = field(1.0, "random zoom-in of up to this factor (1: none)")
+  max_shift: int = field(0, "random shifts of up to this many pixels",
+                         valid="[0, inf)")
+  max_zoom: float = field(1.0, "random zoom-in of up to this factor (1: none)",
+                          valid="[1, inf)")
 
   @property
   def active(self) -> bool:
     return self.flip or self.max_shift > 0 or self.max_zoom > 1.0
-
-
-def check_augment(config: AugmentConfig) -> None:
-  if config.max_shift < 0:
-    raise ConfigError("option augment.max_shift must be at least 0, got "
-                      f"{config.max_shift}")
-  if config.max_zoom < 1.0:
-    raise ConfigError("option augment.max_zoom must be at least 1, got "
-                      f"{config.max_zoom}")
 
 
 def augment(key: jax.Array, images: jax.Array, masks: jax.Array,

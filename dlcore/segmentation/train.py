@@ -15,12 +15,12 @@ import pathlib
 from typing import Any
 
 from dlcore import experiment, optim
-from dlcore.config import check_positive, field
+from dlcore.config import check_ranges, field
 from dlcore.data import load_segmentation_dataset, steps_per_epoch
 from dlcore.errors import ConfigError
 from dlcore.models import SEGMENTERS, check_image_size, create_segmenter
 from dlcore.models.segmentation import TRUNKS
-from dlcore.segmentation.augment import AugmentConfig, check_augment
+from dlcore.segmentation.augment import AugmentConfig
 from dlcore.segmentation.steps import segmentation_objective
 
 NUM_SAMPLES = 10  # One row of the sample grid per view.
@@ -34,14 +34,15 @@ class SegmentConfig(experiment.ExperimentConfig):
                        "or a path to an .npz file with masks y_* [N, H, W]")
   image_size: int = field(0, "resize images (bilinearly) and masks "
                           "(nearest-neighbour) to this square size; 0: keep "
-                          "them (they must then share one size)")
+                          "them (they must then share one size)",
+                          valid="[0, inf)")
   model: str = field("unet", "network", choices=SEGMENTERS)
   width: int = field(8, "filters at full resolution (fcn on resnet20: "
-                     "the stem's; unet: the first level's)")
+                     "the stem's; unet: the first level's)", valid="[1, inf)")
   depth: int = field(3, "unet: downsamplings (image sides must be "
-                     "multiples of 2**depth)")
+                     "multiples of 2**depth)", valid="[1, inf)")
   trunk: str = field("resnet20", "fcn: the classifier trunk", choices=TRUNKS)
-  epochs: int = field(5, "passes over the training set")
+  epochs: int = field(5, "passes over the training set", valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=3e-3, schedule="cosine",
                             warmup_steps=100), "the optimizer")
@@ -49,7 +50,7 @@ class SegmentConfig(experiment.ExperimentConfig):
       (), "per-class weights of the pixel loss (default: all 1)")
   augment: AugmentConfig = field(AugmentConfig(), "training augmentation")
   batch_size: int = field(32, "global training batch size (split evenly "
-                          "over the devices)")
+                          "over the devices)", valid="[1, inf)")
   log_every: int = field(0, "steps between metrics records (0: once per "
                          "epoch)")
   eval_every: int = field(0, "steps between test evaluations (0: once per "
@@ -63,8 +64,6 @@ class SegmentConfig(experiment.ExperimentConfig):
 
 
 def _check(config: SegmentConfig, num_classes: int) -> None:
-  check_positive(config, "epochs", "width")
-  check_augment(config.augment)
   if config.class_weights and (len(config.class_weights) != num_classes or
                                min(config.class_weights) < 0):
     raise ConfigError(
@@ -80,9 +79,7 @@ def train_and_evaluate(config: SegmentConfig,
   """
   if workdir is not None:
     config = dataclasses.replace(config, workdir=str(workdir))
-  if config.image_size < 0:
-    raise ConfigError("option image_size must be 0 (keep) or positive, got "
-                      f"{config.image_size}")
+  check_ranges(config)
   data = load_segmentation_dataset(config.dataset, config.data_dir,
                                    config.image_size or None)
   _check(config, data.num_classes)
