@@ -586,3 +586,25 @@ def make_ppo_loop(args: PpoArgs, network: nn.Module):
                        if k not in ("episodes", "return_sum")}}
 
   return init, chunk
+
+
+def segmentation_step(state: TrainState, batch, key):
+  """One Adam step of per-pixel cross-entropy, BatchNorm statistics updated.
+
+  Every pixel is labelled (no ignore label), so the loss is the plain mean
+  over ``[B, H, W]``.
+  """
+  del key  # No dropout, no augmentation.
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, batch["image"],
+        train=True, mutable=["batch_stats"])
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch["label"]))
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    return loss, (accuracy, updates["batch_stats"])
+
+  (loss, (accuracy, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  return state, {"loss": loss, "pixel_accuracy": accuracy}

@@ -193,3 +193,4 @@ def _register_optional(module: str) -> None:
 _register_optional("benchmarks.generative")  # GAN and VAE
 _register_optional("benchmarks.qlearning")   # DQN
 _register_optional("benchmarks.policy")      # PPO
+_register_optional("benchmarks.segmentation")  # U-Net segmentation

@@ -14,6 +14,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from benchmarks import __main__ as bench
@@ -21,13 +22,15 @@ from benchmarks import baseline, cpu_cores, hardware
 from benchmarks.workloads import in_dtype, torch_available
 from dlcore.adversarial import create_gan_state, gan_step
 from dlcore.errors import ConfigError
-from dlcore.models import MLP
+from dlcore.models import MLP, UNet
 from dlcore.models.gan import create_gan_models
 from dlcore.models.qnetworks import create_q_network
 from dlcore.models.vae import VAE
 from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step
 from dlcore.qlearning import make_dqn_program
 from dlcore.ppo import PpoConfig, create_actor_critic, make_ppo_program
+from dlcore.segmentation import train_step as segmentation_step
+from dlcore.state import create_train_state
 from dlcore.vae import create_vae_state, vae_step
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -158,6 +161,26 @@ def test_vae_baseline_computes_dlcores_step():
   assert_metrics_close(baseline_metrics, metrics)
   assert_trees_close(baseline_state.params, state.params)
   assert_trees_close(baseline_state.opt_state, state.opt_state)
+
+
+def test_segmentation_baseline_computes_dlcores_step():
+  """A one-level U-Net (BatchNorm) on 8x8 images: two steps, same numbers."""
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.random((4, 8, 8, 1), dtype=np.float32),
+           "label": rng.integers(0, 3, (4, 8, 8)).astype(np.int32)}
+  key = jax.random.PRNGKey(0)
+  model, tx = UNet(3, depth=1, width=4), optax.adam(1e-3)
+  state = jax.jit(lambda k: create_train_state(model, tx, batch["image"][:1],
+                                               k))(key)
+  baseline_state = jax.jit(lambda k: baseline.create_train_state(
+      model, tx, batch["image"], k))(key)
+  for _ in range(2):
+    state, metrics = jax.jit(segmentation_step)(state, batch, key)
+    baseline_state, baseline_metrics = jax.jit(baseline.segmentation_step)(
+        baseline_state, batch, key)
+    assert_metrics_close(baseline_metrics, metrics)
+  assert_trees_close(baseline_state.params, state.params)
+  assert_trees_close(baseline_state.batch_stats, state.batch_stats)
 
 
 def test_dqn_update_baseline_computes_dlcores_step():

@@ -59,6 +59,8 @@ def numeric_options(config, prefix=""):
     value = getattr(config, f.name)
     if dataclasses.is_dataclass(value):
       yield from numeric_options(value, f"{prefix}{f.name}.")
+    elif typing.get_origin(hints[f.name]) is tuple:
+      continue  # A list of numbers (segment's class_weights), checked by its run.
     elif {int, float} & set(typing.get_args(hints[f.name]) or
                             [hints[f.name]]):
       yield prefix + f.name, f
@@ -87,7 +89,8 @@ CONFIGS = {name: getattr(script(name), attribute)
            for name, attribute in (("classify", "ClassifyConfig"),
                                    ("finetune", "FinetuneConfig"),
                                    ("gan", "GanConfig"), ("vae", "VaeConfig"),
-                                   ("dqn", "DqnConfig"), ("ppo", "PpoConfig"))}
+                                   ("dqn", "DqnConfig"), ("ppo", "PpoConfig"),
+                                   ("segment", "SegmentConfig"))}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

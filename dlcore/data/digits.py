@@ -21,11 +21,17 @@ NUM_EXAMPLES = 1797
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
   """All 1,797 images ``[N, 8, 8, 1]`` uint8 and labels ``[N]``, in split order."""
+  images, labels, _ = digits_arrays()
+  return images, labels
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Images ``[N, 8, 8, 1]`` uint8, labels ``[N]`` and indices into ``load_digits`` ``[N]``, in split order."""
   from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   digits = load_digits()
   images = np.round(digits.images * 255 / 16).astype(np.uint8)[..., None]
   order = np.random.default_rng(0).permutation(len(images))
-  return images[order], digits.target[order].astype(np.int64)
+  return images[order], digits.target[order].astype(np.int64), order
 
 
 class Digits(tfds.core.GeneratorBasedBuilder):

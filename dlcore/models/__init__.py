@@ -22,6 +22,8 @@ from dlcore.models.mlp import MLP
 from dlcore.models.recurrent import RecurrentClassifier
 from dlcore.models.resnet import (ImageNetResNet, ImageNetResNet18,
                                   ImageNetResNet50, ResNet, ResNet18, ResNet20)
+from dlcore.models.segmentation import (FCN, SEGMENTERS, UNet,
+                                        check_image_size, create_segmenter)
 from dlcore.models.transformer import TransformerClassifier
 
 # Each is called as ``CLASSIFIERS[name](num_classes=..., dtype=...)``.
@@ -88,7 +90,9 @@ def check_image_shape(name: str, image_shape: Sequence[int],
                     f"{height}x{width} pixels; it needs {needs}{advice}")
 
 
-__all__ = ["CLASSIFIERS", "CNN", "ImageNetResNet", "ImageNetResNet18",
+__all__ = ["CLASSIFIERS", "CNN", "FCN", "ImageNetResNet", "ImageNetResNet18",
            "ImageNetResNet50", "LeNet5", "MLP", "RecurrentClassifier",
-           "ResNet", "ResNet18", "ResNet20", "TransformerClassifier",
-           "check_image_shape", "check_model_name", "create_classifier"]
+           "ResNet", "ResNet18", "ResNet20", "SEGMENTERS",
+           "TransformerClassifier", "UNet", "check_image_shape",
+           "check_image_size", "check_model_name", "create_classifier",
+           "create_segmenter"]

@@ -52,6 +52,10 @@ from dlcore.state import create_train_state
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
 from dlcore.supervised.steps import eval_step, train_step
 from dlcore.vae import create_vae_state, vae_step
+from dlcore.models import UNet
+from dlcore.segmentation import AugmentConfig
+from dlcore.segmentation import eval_step as segmentation_eval_step
+from dlcore.segmentation import train_step as segmentation_step
 
 DEVICES = 8
 # A fresh TFDS directory (the launcher's tmp_path), never the user's cache.
@@ -154,6 +158,26 @@ def dqn_transitions(size: int = 16) -> dict[str, np.ndarray]:
           "terminated": rng.random(size) < 0.25}
 
 
+@functools.cache
+def _compiled_unet_init():
+  return jax.jit(lambda key: create_train_state(
+      UNet(4, depth=1, width=4), optax.sgd(0.1), jnp.zeros((1, 8, 8, 1)), key))
+
+
+def unet_state():
+  """A one-level U-Net (BatchNorm) on 8x8 digits, 4 classes, plain SGD."""
+  return _compiled_unet_init()(jax.random.PRNGKey(0))
+
+
+def digit_masks(size: int = 16) -> dict[str, np.ndarray]:
+  """Digits with masks: 0 dark, 1-3 by brightness, 255 (ignored) on the
+  first rows of a few examples, so devices count different pixels."""
+  images = digits_batch(size)["image"]
+  masks = np.digitize(images[..., 0], [0.1, 0.4, 0.7]).astype(np.int32)
+  masks[::3, :2] = 255
+  return {"image": images, "label": masks}
+
+
 CASES = [
     StepCase("supervised-cnn", train_step,
              functools.partial(classifier_state, "cnn"), digits_batch),
@@ -169,6 +193,11 @@ CASES = [
         "image": digits_batch(16)["image"]}),
     StepCase("dqn-double", dqn_step, dqn_state, dqn_transitions,
              {"double": True, "loss": "huber"}),
+    StepCase("segmentation-unet-augmented-weighted", segmentation_step,
+             unet_state, digit_masks,
+             {"class_weights": (0.5, 1.0, 2.0, 1.5),
+              "augment_config": AugmentConfig(flip=True, max_shift=2,
+                                              max_zoom=1.5)}),
 ]
 RESNET20 = StepCase("supervised-resnet20", train_step,
                     functools.partial(classifier_state, "resnet20"),
@@ -423,3 +452,23 @@ def test_ppo_seeds_on_2_devices_match_one_device(tmp_path):
                                  atol=1e-9, err_msg=name)
   assert_trees_close(state_2["agent"]["params"], state_1["agent"]["params"],
                      rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("mechanism", parallel.MECHANISMS)
+def test_summed_confusion_matrix_on_8_devices_equals_one_device(mechanism: str):
+  """50 masked digits in batches of 20 (padded to 24): the same pixel counts."""
+  batch = digit_masks(50)
+  split = Split(batch["image"], batch["label"])
+  state = unet_state()
+  mesh = parallel.data_mesh()
+  sharded = evaluate(parallel.wrap(segmentation_eval_step, mesh, mechanism),
+                     parallel.replicate(state, mesh), split, 20, mesh)
+  single = evaluate(jax.jit(segmentation_eval_step), state, split, 20)
+  assert sharded.keys() == single.keys()
+  for name in single:  # From integer counts: exactly equal; the loss close.
+    if name != "loss":
+      assert sharded[name] == single[name], name
+  assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-6)
+  assert set(single) >= {"miou", "pixel_accuracy", "iou_0", "loss"}
+  counts = jax.jit(segmentation_eval_step)(state, batch)["confusion"].counts
+  assert int(counts.sum()) == int(np.sum(batch["label"] != 255))
