@@ -33,6 +33,8 @@ from jax.sharding import PartitionSpec as P
 
 from dlcore import parallel
 from dlcore.adversarial import GanConfig, create_gan_state, gan_step, train_gan
+from dlcore.adversarial.cyclegan import (NetworkSpec, create_cyclegan_state,
+                                         cyclegan_step)
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import Split, load_dataset
 from dlcore.errors import ConfigError
@@ -142,6 +144,24 @@ def dqn_transitions(size: int = 16) -> dict[str, np.ndarray]:
           "terminated": rng.random(size) < 0.25}
 
 
+def cyclegan_state():
+  """CycleGAN on 8x8 images, all four networks on SGD; pools of 5 < 16 images.
+
+  The pools are replicated: every device queries its copy with the global
+  batch's fakes, so after the step they equal the one-device pools.
+  """
+  spec = NetworkSpec(g_width=4, g_blocks=1, g_downsamplings=1, d_width=4,
+                     d_layers=1)
+  return create_cyclegan_state(spec, (8, 8, 1), jax.random.PRNGKey(0),
+                               tx=optax.sgd(0.1), pool_size=5)
+
+
+def cyclegan_batch(size: int = 16) -> dict[str, np.ndarray]:
+  """Unpaired digits: the first ``size`` as domain A, the next as B, in [-1, 1]."""
+  images = digits_batch(2 * size)["image"] * 2.0 - 1.0
+  return {"image_a": images[:size], "image_b": images[size:]}
+
+
 CASES = [
     StepCase("supervised-cnn", train_step,
              functools.partial(classifier_state, "cnn"), digits_batch),
@@ -155,6 +175,8 @@ CASES = [
         "image": digits_batch(16)["image"]}),
     StepCase("dqn-double", dqn_step, dqn_state, dqn_transitions,
              {"double": True, "loss": "huber"}),
+    StepCase("cyclegan-least-squares-pools", cyclegan_step, cyclegan_state,
+             cyclegan_batch),
 ]
 RESNET20 = StepCase("supervised-resnet20", train_step,
                     functools.partial(classifier_state, "resnet20"),

@@ -16,10 +16,14 @@ holds earlier fakes of domain A (F's) for D_A, ``pool_b`` G's for D_B.
 """
 
 import dataclasses
+import functools
+from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.typing import Dtype
 
@@ -64,8 +68,37 @@ class CycleGanState(flax.struct.PyTreeNode):
   step: jax.Array
 
 
+def paper_init(model: nn.Module, key: jax.Array,
+               image_shape: tuple[int, ...]) -> Any:
+  """``model``'s parameters: every kernel ``~ N(0, 0.02^2)``, every bias 0.
+
+  The distribution of the models' own initialisers (the paper's
+  ``init_weights("normal")``), drawn as ONE normal vector cut into the
+  kernels in parameter order: XLA compiles Flax's one draw per kernel
+  about 40 times slower (39 s against 1 s for a tiny generator on the
+  project's shared 2-core CPU).
+  """
+  shapes = jax.eval_shape(model.init, key, jnp.zeros((1, *image_shape)))
+  paths, treedef = jax.tree_util.tree_flatten_with_path(shapes["params"])
+  is_kernel = [path[-1].key == "kernel" for path, _ in paths]
+  sizes = [leaf.size for (_, leaf), kernel in zip(paths, is_kernel) if kernel]
+  draws = iter(jnp.split(0.02 * jax.random.normal(key, (sum(sizes),)),
+                         np.cumsum(sizes)[:-1]))
+  return treedef.unflatten([
+      next(draws).reshape(leaf.shape).astype(leaf.dtype) if kernel
+      else jnp.zeros(leaf.shape, leaf.dtype)
+      for (_, leaf), kernel in zip(paths, is_kernel)])
+
+
+@functools.cache
+def _compiled_init(model: nn.Module, image_shape: tuple[int, ...]):
+  """``paper_init`` of ``model``, compiled once and shared by both networks of a pair."""
+  return jax.jit(functools.partial(paper_init, model,
+                                   image_shape=image_shape))
+
+
 def _init(model, tx, image_shape, key) -> TrainState:
-  params = model.init(key, jnp.zeros((1, *image_shape)))["params"]
+  params = _compiled_init(model, tuple(image_shape))(key)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                            batch_stats={})
 
