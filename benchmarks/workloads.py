@@ -192,3 +192,4 @@ def _register_optional(module: str) -> None:
 
 _register_optional("benchmarks.generative")  # GAN and VAE
 _register_optional("benchmarks.qlearning")   # DQN
+_register_optional("benchmarks.cyclegan")    # CycleGAN
