@@ -189,8 +189,8 @@ def test_each_update_touches_only_its_own_network():
 
 
 def _domains(tmp_path) -> list[str]:
-  a = write_npz(tmp_path / "a.npz", n_train=16, n_test=8, shape=SHAPE)
-  b = write_npz(tmp_path / "b.npz", n_train=16, n_test=8, shape=SHAPE, seed=1)
+  a = write_npz(tmp_path / "a.npz", n_train=32, n_test=8, shape=SHAPE)
+  b = write_npz(tmp_path / "b.npz", n_train=32, n_test=8, shape=SHAPE, seed=1)
   return ["--domain-a", str(a), "--domain-b", str(b)]
 
 
