@@ -58,7 +58,7 @@ class CycleGanConfig(parallel.ParallelConfig, LoopConfig):
                                "~/tensorflow_datasets)")
   steps: int = field(1500, "training steps (each: both generators, then both "
                      "discriminators)")
-  batch_size: int = field(8, "images of each domain per step (split evenly "
+  batch_size: int = field(4, "images of each domain per step (split evenly "
                           "over the devices)")
   loss: str = field("least-squares", "adversarial loss",
                     choices=tuple(LOSSES))
@@ -68,9 +68,9 @@ class CycleGanConfig(parallel.ParallelConfig, LoopConfig):
                                  "a multiple of lambda (0 = off)")
   pool_size: int = field(50, "earlier fakes kept per domain for the "
                          "discriminators (0 = none)")
-  g_width: int = field(16, "generator width (filters of its first "
+  g_width: int = field(8, "generator width (filters of its first "
                        "convolution)")
-  g_blocks: int = field(3, "residual blocks of the generators")
+  g_blocks: int = field(2, "residual blocks of the generators")
   g_downsamplings: int = field(2, "stride-2 down-samplings of the "
                                "generators (image sides must divide by "
                                "2^this)")
@@ -81,7 +81,7 @@ class CycleGanConfig(parallel.ParallelConfig, LoopConfig):
       CYCLEGAN_OPTIMIZER, "the optimizer of each of the four networks")
   dtype: str = field("float32", "computation dtype; parameters and "
                      "optimizer state stay float32", choices=DTYPES)
-  classifier_epochs: int = field(20, "epochs of each domain's classifier")
+  classifier_epochs: int = field(10, "epochs of each domain's classifier")
   classifier_dir: str | None = field(None, "where the domains' classifiers "
                                      "are trained once and cached (default "
                                      "WORKDIR/classifiers)")
@@ -90,7 +90,7 @@ class CycleGanConfig(parallel.ParallelConfig, LoopConfig):
   seed: int = field(0, "seed of initialisation, shuffling and the pools")
   log_every: int = field(50, "steps between metrics records (each the mean "
                          "over the steps since the last)")
-  eval_every: int = field(500, "steps between measurements on the test "
+  eval_every: int = field(250, "steps between measurements on the test "
                           "images (0: at the end only)")
   sample_every: int = field(500, "steps between translation grids (0: at "
                             "the end only)")
