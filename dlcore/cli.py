@@ -13,17 +13,18 @@ import sys
 from typing import Any, Callable
 
 from dlcore.config import with_flags
-from dlcore.errors import ConfigError, NonFiniteLossError, Preempted
+from dlcore.errors import ConfigError, DiskFull, NonFiniteLossError, Preempted
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_DISK_FULL = 74  # EX_IOERR.
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped early on request; resume later.
 
 
 def run(main: Callable[[], Any]) -> Any:
   """Calls ``main``; bad input, divergence or preemption exits with one line on stderr."""
   exits = ((ConfigError, EXIT_BAD_INPUT), (NonFiniteLossError, EXIT_DIVERGED),
-           (Preempted, EXIT_PREEMPTED))
+           (DiskFull, EXIT_DISK_FULL), (Preempted, EXIT_PREEMPTED))
   try:
     return main()
   except tuple(error for error, _ in exits) as e:

@@ -56,23 +56,88 @@ from dlcore.errors import ConfigError
 
 T = TypeVar("T")
 
+# The seeds ``jax.random.PRNGKey`` takes as they are (a larger one wraps
+# around to a smaller seed's key; NumPy refuses a negative one).
+SEED_RANGE = "[0, 4294967295]"
+
 # Options that do not change what a run computes: a resumed run may differ
 # from the recorded one in these (where it runs, how often it reports and
 # saves), and in nothing else.
 RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel",
                "coordinator_address", "num_processes", "process_id",
+               "coordinator_timeout",
                "log_every", "eval_every", "sample_every", "checkpoint_every")
 
 
-def field(default: Any, help: str, choices: Sequence[str] | None = None):  # pylint: disable=redefined-builtin
+def field(default: Any, help: str, choices: Sequence[str] | None = None,  # pylint: disable=redefined-builtin
+          valid: str | None = None):
   """A dataclass field carrying its command-line help text (and choices).
 
   ``--help`` appends ``(default: VALUE)`` to ``help``, unless ``help`` ends
   with its own parenthesis about the default, such as ``"devices to use
   (default: all of them)"``: that parenthesis is shown in its place.
+
+  ``valid`` is a numeric option's range in interval notation: ``"(0, inf)"``
+  (positive), ``"[1, inf)"``, ``"[0, 1)"``, ``"[0, 4294967295]"``.
+  ``--help`` shows it, and ``check_ranges`` (run by ``parse_args``) refuses
+  a value outside it, NaN included, in one sentence that states it; an
+  optional option's None is not checked.
   """
-  return dataclasses.field(
-      default=default, metadata={"help": help, "choices": choices})
+  if valid is not None:
+    Interval.parse(valid)  # A typo fails where the option is declared.
+  return dataclasses.field(default=default, metadata={
+      "help": help, "choices": choices, "valid": valid})
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+  """A range of numbers: ``low`` to ``high``, each end closed or open."""
+  low: float
+  high: float
+  low_closed: bool
+  high_closed: bool
+  text: str
+
+  @classmethod
+  def parse(cls, text: str) -> "Interval":
+    """``"[0, 1)"`` -> 0 <= x < 1; ends are numbers, ``inf`` or ``-inf``."""
+    match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", text)
+    if match is None:
+      raise ValueError(f"bad interval {text!r}; write it like '[0, 1)'")
+    opening, low, high, closing = match.groups()
+    return cls(float(low), float(high), opening == "[", closing == "]", text)
+
+  def __contains__(self, value: float) -> bool:
+    above = self.low <= value if self.low_closed else self.low < value
+    below = value <= self.high if self.high_closed else value < self.high
+    return above and below  # False for NaN.
+
+  def describe(self) -> str:
+    """``"at least 1"``, ``"positive"``, or ``"in [0, 1)"``."""
+    if self.high == float("inf") and not self.high_closed:
+      low = int(self.low) if self.low == int(self.low) else self.low
+      if self.low_closed:
+        return f"at least {low}"
+      return "positive" if low == 0 else f"above {low}"
+    return f"in {self.text}"
+
+
+def check_ranges(config: Any, prefix: str = "") -> None:
+  """Raises ``ConfigError`` for the first option of ``config`` outside its ``valid`` range.
+
+  Reaches into sections (fields that are configs themselves); the sentence
+  names the option dotted from ``prefix`` (``option optimizer.lr must be
+  positive, got 0.0``).
+  """
+  for f in dataclasses.fields(config):
+    value, name = getattr(config, f.name), prefix + f.name
+    if dataclasses.is_dataclass(value):
+      check_ranges(value, f"{name}.")
+    elif f.metadata.get("valid") is not None and value is not None:
+      interval = Interval.parse(f.metadata["valid"])
+      if value not in interval:
+        raise ConfigError(
+            f"option {name} must be {interval.describe()}, got {value}")
 
 
 def flag(name: str) -> str:
@@ -114,6 +179,8 @@ def _config_spec(info: StructTypeInfo) -> StructConstructorSpec | None:
     if stated:
       helptext, hint = stated.groups()
       kind = Annotated[kind, tyro.conf.arg(help_behavior_hint=hint)]
+    if f.metadata.get("valid") is not None:
+      helptext = f"{helptext}, in {f.metadata['valid']}"
     default = (getattr(info.default, f.name)
                if isinstance(info.default, info.type) else f.default)
     specs.append(StructFieldSpec(name=f.name, type=kind, default=default,
@@ -251,7 +318,8 @@ def parse_args(config_cls: type[T], description: str,
 
   ``--config FILE`` supplies the defaults (see ``load_config_file``); the
   other flags override them. ``--help`` prints every option and exits 0; bad
-  input, or a ``ConfigError`` from ``config_cls`` itself, prints one line
+  input (a value outside its ``valid`` range too), or a ``ConfigError``
+  from ``config_cls`` itself, prints one line
   ``error: ...`` to stderr and exits with status 2.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
@@ -267,9 +335,11 @@ def parse_args(config_cls: type[T], description: str,
     defaults = (config_cls() if path is None
                 else load_config_file(path, config_cls))
     with tyro_errors.on_parse_error(raise_one_sentence):
-      return tyro.cli(_command(config_cls, defaults), args=argv,
-                      description=_terminal_text(description),
-                      registry=_REGISTRY)
+      config = tyro.cli(_command(config_cls, defaults), args=argv,
+                        description=_terminal_text(description),
+                        registry=_REGISTRY)
+    check_ranges(config)
+    return config
   except ConfigError as e:  # Also from the config's own checks.
     print(f"error: {with_flags(str(e))}", file=sys.stderr)
     sys.exit(2)

@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlcore import files, metrics, optim, parallel, plots
-from dlcore.config import check_positive, experiment_dict, field
+from dlcore.config import SEED_RANGE, check_ranges, experiment_dict, field
 from dlcore.data import (Dataset, Split, eval_batches, prefetch,
                          steps_per_epoch, train_batches)
 from dlcore.loop import History, LoopConfig, check_cadences, train
 from dlcore.objective import Objective
+from dlcore.writers import SUMMARY_FILE
 
 DTYPES = ("float32", "bfloat16")
 
@@ -44,12 +45,14 @@ class ExperimentConfig(parallel.ParallelConfig, LoopConfig):
   data_dir: str | None = field(None, "TFDS data directory (default "
                                "~/tensorflow_datasets)")
   batch_size: int = field(64, "global training batch size (split evenly "
-                          "over the devices)")
+                          "over the devices)", valid="[1, inf)")
   eval_batch_size: int = field(256, "evaluation batch size (the last batch "
-                               "is padded and masked, never dropped)")
+                               "is padded and masked, never dropped)",
+                               valid="[1, inf)")
   dtype: str = field("float32", "computation dtype; parameters and "
                      "optimizer state stay float32", choices=DTYPES)
-  seed: int = field(0, "seed of initialisation, shuffling and noise")
+  seed: int = field(0, "seed of initialisation, shuffling and noise",
+                    valid=SEED_RANGE)
   workdir: str = field("runs/experiment", "where metrics, plots and "
                        "checkpoints go")
   resume: bool = field(False, "continue from the latest checkpoint in workdir")
@@ -77,13 +80,21 @@ def evaluate(eval_fn: Callable[..., metrics.Collection], state: Any,
   return metrics.compute(parallel.to_host(total))
 
 
+def check_options(config: ExperimentConfig) -> None:
+  """Raises ``ConfigError`` for an option outside its range or a bad cadence.
+
+  Drivers call it first, before any data is loaded.
+  """
+  check_ranges(config)
+  check_cadences(config)
+
+
 def check(config: ExperimentConfig, data: Dataset):
   """The device mesh, once ``config`` is known to fit ``data`` (else ``ConfigError``).
 
   Call it before anything is written; ``fit`` calls it too.
   """
-  check_positive(config, "batch_size", "eval_batch_size")
-  check_cadences(config)
+  check_options(config)
   steps_per_epoch(len(data.train), config.batch_size)
   mesh = parallel.data_mesh(config.devices)
   parallel.check_divisible(config.batch_size, mesh)
@@ -173,7 +184,7 @@ def finish(config: Any, history: History, summary: dict[str, Any], *,
     workdir = pathlib.Path(config.workdir)
     plots.plot_curves(history.records, workdir / "curves.png", x=x,
                       panels=panels)
-    files.write_json(workdir / "summary.json", summary)
+    files.write_json(workdir / SUMMARY_FILE, summary)
   return summary
 
 

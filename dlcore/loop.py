@@ -30,10 +30,13 @@ a second signal stops at once. Only process 0 writes files; Orbax
 coordinates the checkpoint writes of all processes.
 """
 
+import contextlib
 import dataclasses
+import errno
 import itertools
 import pathlib
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -46,8 +49,11 @@ from jax.experimental import multihost_utils
 from dlcore import files
 from dlcore.checkpoint import Checkpointer
 from dlcore.config import differences, field
-from dlcore.errors import ConfigError, NonFiniteLossError, Preempted
-from dlcore.writers import METRICS_FILE, MODEL_FILE, Writer, parameter_table
+from dlcore.errors import (ConfigError, DiskFull, NonFiniteLossError,
+                           Preempted, divergence_cause, first_non_finite)
+from dlcore.lock import WorkdirLock
+from dlcore.writers import (METRICS_FILE, MODEL_FILE, SUMMARY_FILE, Writer,
+                            parameter_table)
 
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
 CHECKPOINT_DIR = "checkpoints"
@@ -131,22 +137,43 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
   """
   check_cadences(every, steps_per_call)
   main = jax.process_index() == 0
+  workdir.mkdir(parents=True, exist_ok=True)
+  with WorkdirLock(workdir) if main else contextlib.nullcontext():
+    return _train(state, step_fn, batches, key=key, num_steps=num_steps,
+                  workdir=workdir, every=every, evaluate=evaluate,
+                  sample=sample, resume=resume, config=config,
+                  steps_per_call=steps_per_call, summarize=summarize,
+                  steps_per_epoch=steps_per_epoch,
+                  evaluate_first=evaluate_first, desc=desc, main=main)
+
+
+def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
+           evaluate, sample, resume, config, steps_per_call, summarize,
+           steps_per_epoch, evaluate_first, desc, main):
+  """``train`` while this process holds the workdir."""
   checkpointer = Checkpointer(workdir / CHECKPOINT_DIR)
   writer = None
   try:
-    state, start = _restore_or_start(state, workdir, resume, config,
-                                     checkpointer)
-    records = _records_until(workdir, start, rewrite=main)
+    state, start, records = _restore_or_start(state, workdir, resume, config,
+                                              checkpointer)
+    if main:
+      files.write_jsonl(workdir / METRICS_FILE, records)
     table, num_params = parameter_table(state)
     if main:
       files.write_atomic(workdir / MODEL_FILE, table.encode())
+    state_fault = first_non_finite(state)
+
+    def cause(step: int) -> str:  # Why step ``step`` (1-based) diverged.
+      batch = next(batches(step - 1), None)  # The same batch again.
+      return divergence_cause(state_fault, start, first_non_finite(batch))
+
     history = History(records, start, num_params,
                       train_seconds=sum(r.get("seconds", 0.0) for r in records))
     if start >= num_steps:
       return state, history
     writer = Writer(workdir, start, enabled=main)
     if evaluate_first and start == 0 and evaluate is not None:
-      initial = evaluate(state)
+      initial = _checked(evaluate(state), 0)
       writer.write(0, initial)
       history.records.append({"step": 0, **initial})
     upcoming = batches(start)
@@ -172,7 +199,8 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
         stop = interruptions.received(done)
         record: dict[str, Any] = {}
         if due(every.log_every, done) or stop:
-          chunk = _fetch_and_check(pending, logged_until, steps_per_call)
+          chunk = _fetch_and_check(pending, logged_until, steps_per_call,
+                                   cause)
           now = time.perf_counter()
           seconds = now - tic - paused
           tic, paused = now, 0.0
@@ -183,10 +211,10 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
           pending, logged_until = [], done
         elif due(every.checkpoint_every, done):  # Never save a NaN state.
           pending = jax.device_get(pending)
-          _fetch_and_check(pending, logged_until, steps_per_call)
+          _fetch_and_check(pending, logged_until, steps_per_call, cause)
         pause = time.perf_counter()
         if due(every.eval_every, done) and evaluate is not None:
-          record.update(evaluate(state))
+          record.update(_checked(evaluate(state), done))
         if due(every.sample_every, done) and sample is not None and main:
           writer.write_images(done, sample(state))
         if record:
@@ -199,36 +227,53 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
                            if isinstance(v, float) and k != "seconds"},
                           refresh=False)
         if due(every.checkpoint_every, done) or stop:
-          checkpointer.save(done, state, meta={"step": done, "config": config})
+          checkpointer.save(done, state, meta=files.strict({
+              "step": done, "config": config, "records": history.records}))
         if stop:
           checkpointer.wait()
           raise Preempted(done, stop, str(workdir))
         paused += time.perf_counter() - pause
+    checkpointer.wait()
+  except Exception as e:  # pylint: disable=broad-except
+    if not _no_space_left(e):
+      raise
+    checkpointer.remove_unfinished()
+    raise DiskFull(str(workdir), checkpointer.latest_step()) from None
   finally:
     if writer is not None:
       writer.close()
-    checkpointer.close()
+    _close(checkpointer, failing=sys.exc_info()[0] is not None)
   return state, history
 
 
 def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
-                      config: dict[str, Any] | None,
-                      checkpointer: Checkpointer) -> tuple[Any, int]:
-  """``(state, start_step)``: fresh, or restored from the latest checkpoint.
+                      config: dict[str, Any] | None, checkpointer: Checkpointer
+                      ) -> tuple[Any, int, list[dict[str, Any]]]:
+  """``(state, start_step, records)``: fresh, or restored from the newest intact checkpoint.
 
-  Without ``resume`` an existing checkpoint is an error, so an earlier run is
-  never overwritten by accident; with it, a checkpoint of different options
-  is refused, naming them.
+  A run is never overwritten by accident: without ``resume``, a workdir
+  holding a checkpoint or results is refused. With it, a checkpoint of
+  different options is refused naming them, and a workdir without a
+  checkpoint starts from step 0, saying so. The records come from the
+  checkpoint, so they are exactly those of its steps whatever happened to
+  ``metrics.jsonl`` after it was saved (a crash, a cut line, deletion).
   """
   latest = checkpointer.latest_step()
-  if latest is not None and not resume:
-    raise ConfigError(
-        f"workdir {str(workdir)!r} already holds a run (checkpoint at step "
-        f"{latest}); continue it with option resume or choose another "
-        "option workdir")
-  if latest is None:
-    return state, 0
-  state, meta = checkpointer.restore_latest(state)
+  if not resume:
+    found = ([f"a checkpoint at step {latest}"] if latest is not None else []
+             ) + [name for name in (METRICS_FILE, SUMMARY_FILE)
+                  if (workdir / name).exists()]
+    if found:
+      raise ConfigError(
+          f"workdir {str(workdir)!r} already holds a run ({', '.join(found)}); "
+          "continue it with option resume or choose another option workdir")
+  found = checkpointer.newest_intact()
+  if found is None:
+    if resume:
+      print(f"no checkpoint in {str(workdir)!r} to resume from: starting "
+            "from step 0", file=sys.stderr)
+    return state, 0, []
+  step, meta = found
   recorded = meta.get("config")
   changed = differences(recorded, config) if recorded and config else []
   if changed:
@@ -237,23 +282,38 @@ def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
         + f" differ{'s' if len(changed) == 1 else ''} from the run "
         f"checkpointed in {str(workdir)!r}; use the same options or "
         "another workdir")
-  return state, int(meta["step"])
+  state = checkpointer.restore(step, state)
+  if "records" not in meta:  # Saved before records went into checkpoints.
+    meta["records"] = [r for r in files.read_jsonl(workdir / METRICS_FILE)
+                       if r["step"] <= step]
+  return state, step, meta["records"]
 
 
-def _records_until(workdir: pathlib.Path, step: int,
-                   rewrite: bool) -> list[dict[str, Any]]:
-  """Records up to ``step``, rewritten atomically to the log.
+def _checked(record: dict[str, Any], step: int) -> dict[str, Any]:
+  """``record``, once every number in it is finite (else ``NonFiniteLossError``)."""
+  for name, value in record.items():
+    if isinstance(value, float) and not np.isfinite(value):
+      raise NonFiniteLossError(step, name)
+  return record
 
-  Records written after the restored checkpoint (the run stopped between
-  the two writes) and a line torn by a crash are dropped, so the log goes
-  on exactly as an uninterrupted run's; a fresh start (``step`` 0) keeps
-  none, not even a crashed run's evaluation of its initial state.
-  """
-  path = workdir / METRICS_FILE
-  kept = [r for r in files.read_jsonl(path) if 0 < step and r["step"] <= step]
-  if rewrite and path.exists():
-    files.write_jsonl(path, kept)
-  return kept
+
+def _no_space_left(error: BaseException | None) -> bool:
+  """Whether ``error`` or one it arose from is a full disk (ENOSPC)."""
+  while error is not None:
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC
+        or "No space left on device" in str(error)):  # Orbax's tensorstore.
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _close(checkpointer: Checkpointer, failing: bool) -> None:
+  """Closes ``checkpointer``; while an error is on its way out, a save's error is not raised again."""
+  try:
+    checkpointer.close()
+  except Exception:  # pylint: disable=broad-except
+    if not failing:
+      raise
 
 
 def _compile_seconds(step_fn: StepFn, *args) -> float | None:
@@ -265,16 +325,20 @@ def _compile_seconds(step_fn: StepFn, *args) -> float | None:
   return time.perf_counter() - tic
 
 
-def _fetch_and_check(pending: list[Any], first_step: int,
-                     steps_per_call: int) -> dict[str, np.ndarray]:
-  """The pending calls' metrics stacked on host; raises at the first non-finite one."""
+def _fetch_and_check(pending: list[Any], first_step: int, steps_per_call: int,
+                     cause: Callable[[int], str]) -> dict[str, np.ndarray]:
+  """The pending calls' metrics stacked on host; raises at the first non-finite one.
+
+  ``cause(step)`` says why step ``step`` (1-based) diverged.
+  """
   chunk = jax.device_get(jax.tree.map(lambda *xs: np.stack(xs), *pending))
   bad = [(int(np.argmin(np.isfinite(v).reshape(len(v), -1).all(-1))), k)
          for k, v in chunk.items() if not np.all(np.isfinite(v))]
   if bad:
     call, name = min(bad)
     first = first_step + call * steps_per_call + 1
-    raise NonFiniteLossError(first, name, first + steps_per_call - 1)
+    raise NonFiniteLossError(first, name, first + steps_per_call - 1,
+                             cause(first))
   return chunk
 
 

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from dlcore.config import field
+from dlcore.config import check_ranges, field
 from dlcore.errors import ConfigError
 
 _RULES = {
@@ -81,20 +81,23 @@ _DECAYS = {  # (peak value, steps after warmup) -> schedule reaching 0.
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
   name: str = field("adam", "update rule", choices=tuple(_RULES))
-  lr: float = field(1e-3, "peak learning rate")
+  lr: float = field(1e-3, "peak learning rate", valid="(0, inf)")
   schedule: str = field("constant", "learning-rate decay after warmup, to 0 "
                         "at the last update", choices=tuple(_DECAYS))
-  warmup_steps: int = field(0, "updates of linear warmup from 0 to lr")
-  b1: float = field(0.9, "Adam's first-moment decay")
-  b2: float = field(0.999, "Adam's second-moment decay")
-  momentum: float = field(0.9, "SGD momentum (0 = none)")
+  warmup_steps: int = field(0, "updates of linear warmup from 0 to lr",
+                           valid="[0, inf)")
+  b1: float = field(0.9, "Adam's first-moment decay", valid="[0, 1)")
+  b2: float = field(0.999, "Adam's second-moment decay", valid="[0, 1)")
+  momentum: float = field(0.9, "SGD momentum (0 = none)", valid="[0, 1)")
   nesterov: bool = field(False, "Nesterov momentum for SGD")
   weight_decay: float = field(0.0, "weight decay of kernels (ndim > 1); "
-                              "decoupled for adamw, L2 for adam and sgd")
-  clip_norm: float = field(0.0, "clip gradients to this global norm (0 = off)")
-  accumulate: int = field(1, "micro-batches per update")
+                              "decoupled for adamw, L2 for adam and sgd",
+                              valid="[0, inf)")
+  clip_norm: float = field(0.0, "clip gradients to this global norm (0 = off)",
+                           valid="[0, inf)")
+  accumulate: int = field(1, "micro-batches per update", valid="[1, inf)")
   ema_decay: float = field(0.0, "decay of the parameters' moving average "
-                           "used for evaluation (0 = off)")
+                           "used for evaluation (0 = off)", valid="[0, 1)")
   freeze: tuple[str, ...] = field((), "regexes of parameter paths to freeze "
                                   "(re.fullmatch on 'Module_0/kernel')")
 
@@ -184,51 +187,46 @@ def _require(ok: bool, sentence: str) -> None:
 
 
 def check_optimizer(config: OptimizerConfig, params: Any = None, *,
-                    total_steps: int | None = None) -> None:
-  """Raises ``ConfigError``: a bad option, or a freeze pattern matching no path."""
+                    total_steps: int | None = None,
+                    prefix: str = "optimizer") -> None:
+  """Raises ``ConfigError``: a bad option, or a freeze pattern matching no path.
+
+  Messages name the options of the section ``prefix`` (``g_optimizer``).
+  """
   c = config
-  _require(c.name in _RULES, f"option optimizer.name must be one of "
+  _require(c.name in _RULES, f"option {prefix}.name must be one of "
            f"{', '.join(_RULES)}, got {c.name!r}")
-  _require(c.schedule in _DECAYS, f"option optimizer.schedule must be one of "
+  _require(c.schedule in _DECAYS, f"option {prefix}.schedule must be one of "
            f"{', '.join(_DECAYS)}, got {c.schedule!r}")
-  _require(c.lr > 0, f"option optimizer.lr must be positive, got {c.lr}")
-  for name in ("b1", "b2", "momentum", "ema_decay"):
-    value = getattr(c, name)
-    _require(0 <= value < 1,
-             f"option optimizer.{name} must be in [0, 1), got {value}")
-  for name in ("warmup_steps", "weight_decay", "clip_norm"):
-    value = getattr(c, name)
-    _require(value >= 0,
-             f"option optimizer.{name} must be at least 0, got {value}")
-  _require(c.accumulate >= 1,
-           f"option optimizer.accumulate must be at least 1, got {c.accumulate}")
-  _require(not (c.nesterov and c.momentum == 0), "option optimizer.nesterov "
-           "needs option optimizer.momentum above 0")
+  check_ranges(c, f"{prefix}.")
+  _require(not (c.nesterov and c.momentum == 0), f"option {prefix}.nesterov "
+           f"needs option {prefix}.momentum above 0")
   if total_steps is not None:
     updates = total_steps // c.accumulate
-    _require(updates >= 1, f"option optimizer.accumulate must be at most the "
+    _require(updates >= 1, f"option {prefix}.accumulate must be at most the "
              f"run's {total_steps} steps, got {c.accumulate}")
-    _require(c.warmup_steps < updates, f"option optimizer.warmup_steps must "
+    _require(c.warmup_steps < updates, f"option {prefix}.warmup_steps must "
              f"be below the number of updates, {updates} ({total_steps} steps "
-             f"// option optimizer.accumulate {c.accumulate}), got "
+             f"// option {prefix}.accumulate {c.accumulate}), got "
              f"{c.warmup_steps}")
   for pattern in c.freeze:
     try:
       re.compile(pattern)
     except re.error as e:
-      raise ConfigError(f"option optimizer.freeze has an invalid regular "
+      raise ConfigError(f"option {prefix}.freeze has an invalid regular "
                         f"expression {pattern!r} ({e})") from None
   if params is not None:
-    check_freeze(c.freeze, params)
+    check_freeze(c.freeze, params, prefix)
 
 
-def check_freeze(patterns: tuple[str, ...], params: Any) -> None:
+def check_freeze(patterns: tuple[str, ...], params: Any,
+                 prefix: str = "optimizer") -> None:
   """Raises ``ConfigError`` for a freeze pattern that matches no path of ``params``."""
   paths = [path_name(path)
            for path, _ in jax.tree_util.tree_leaves_with_path(params)]
   for pattern in patterns:
     _require(any(re.fullmatch(pattern, p) for p in paths), f"option "
-             f"optimizer.freeze pattern {pattern!r} matches no parameter "
+             f"{prefix}.freeze pattern {pattern!r} matches no parameter "
              f"path; the paths look like {', '.join(paths[:4])}")
 
 

@@ -41,12 +41,17 @@ multi-host flags).
 Multi-host: ``initialize_distributed`` starts JAX's distributed runtime
 when a coordinator is given; ``data_mesh`` then spans every process's
 devices, and ``shard_batch`` sends each process only its own rows of the
-global batch (``jax.make_array_from_process_local_data``).
+global batch (``jax.make_array_from_process_local_data``). A process waits
+at most ``coordinator_timeout`` seconds (default 300) for every process to
+join; then it stops with one sentence and exit status 2.
 """
 
 import dataclasses
 import functools
 import os
+import socket
+import sys
+import threading
 from typing import Any, Callable, Sequence
 
 import jax
@@ -55,7 +60,7 @@ from jax import lax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from dlcore.config import field
+from dlcore.config import field, with_flags
 from dlcore.errors import ConfigError
 
 AXIS = "data"
@@ -69,16 +74,21 @@ class ParallelConfig:
   Script configs inherit it (``class ClassifyConfig(ParallelConfig)``).
   """
   devices: int | None = field(None, "devices to train on (default: every "
-                              "device of every process)")
+                              "device of every process)", valid="[1, inf)")
   parallel: str = field("shard_map", "how the step runs on many devices",
                         choices=MECHANISMS)
   coordinator_address: str | None = field(
       None, "host:port of process 0 for a multi-host run (default: "
       "$JAX_COORDINATOR_ADDRESS; unset: one process)")
   num_processes: int | None = field(None, "processes of a multi-host run "
-                                    "(default: $JAX_NUM_PROCESSES)")
+                                    "(default: $JAX_NUM_PROCESSES)",
+                                    valid="[1, inf)")
   process_id: int | None = field(None, "this process's index, 0 first "
-                                 "(default: $JAX_PROCESS_ID)")
+                                 "(default: $JAX_PROCESS_ID)", valid="[0, inf)")
+  coordinator_timeout: int = field(300, "seconds a multi-host run waits for "
+                                   "every process to join the coordinator "
+                                   "before it stops (exit status 2)",
+                                   valid="[1, inf)")
 
 
 def cluster_environment(env: dict[str, str] | None = None) -> str | None:
@@ -123,9 +133,10 @@ def initialize_distributed(config: ParallelConfig) -> bool:
                          or env.get("JAX_COORDINATOR_ADDRESS"))
   num_processes, process_id = config.num_processes, config.process_id
   if not coordinator_address:
-    if cluster_environment() is None:
+    cluster = cluster_environment()
+    if cluster is None:
       return False
-    jax.distributed.initialize()
+    _join(f"the {cluster} job's coordinator", config.coordinator_timeout)
     return True
   if num_processes is None and "JAX_NUM_PROCESSES" in env:
     num_processes = int(env["JAX_NUM_PROCESSES"])
@@ -139,8 +150,47 @@ def initialize_distributed(config: ParallelConfig) -> bool:
   if not 0 <= process_id < num_processes:
     raise ConfigError(f"option process_id must be in [0, {num_processes}), "
                       f"got {process_id}")
-  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  host, _, port = coordinator_address.rpartition(":")
+  try:
+    socket.getaddrinfo(host.strip("[]"), port)
+  except (socket.gaierror, UnicodeError) as e:
+    raise ConfigError(
+        f"option coordinator_address {coordinator_address!r} does not name a "
+        f"reachable host:port ({getattr(e, 'strerror', None) or e}); give "
+        "process 0's host and a free port") from None
+  _join(f"the coordinator at {coordinator_address}", config.coordinator_timeout,
+        coordinator_address, num_processes, process_id)
   return True
+
+
+# JAX aborts the process (no Python exception) when its own timeout passes,
+# so it gets longer than ours: ours stops first, with one sentence.
+_JAX_EXTRA_SECONDS = 60
+
+
+def _join(coordinator: str, timeout: int, *args) -> None:
+  """``jax.distributed.initialize(*args)``, stopping the process after ``timeout`` s.
+
+  When not every process has joined by then, one line ``error: ...`` goes
+  to stderr and the process exits with status 2 (nothing has been written
+  yet: this is the first thing a script does).
+  """
+  def give_up():
+    print("error: " + with_flags(
+        f"{coordinator} did not gather every process within {timeout} s "
+        "(option coordinator_timeout); start all processes with the same "
+        "option coordinator_address and option num_processes, or wait "
+        "longer"), file=sys.stderr, flush=True)
+    os._exit(2)  # pylint: disable=protected-access
+
+  watchdog = threading.Timer(timeout, give_up)
+  watchdog.daemon = True
+  watchdog.start()
+  try:
+    jax.distributed.initialize(
+        *args, initialization_timeout=timeout + _JAX_EXTRA_SECONDS)
+  finally:
+    watchdog.cancel()
 
 
 def is_main_process() -> bool:

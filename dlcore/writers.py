@@ -27,6 +27,7 @@ from dlcore import files, plots
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 MODEL_FILE = "model.txt"
+SUMMARY_FILE = "summary.json"  # Written by the driver when the run ends.
 
 
 class Writer:

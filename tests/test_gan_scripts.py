@@ -158,7 +158,10 @@ def test_divergence_stops_with_one_sentence_and_keeps_the_last_good_checkpoint(
                      batch_size=16, log_every=1, checkpoint_every=1,
                      g_optimizer=OptimizerConfig(lr=1e30, b1=0.5))
   with pytest.raises(NonFiniteLossError,
-                     match=r"became NaN or infinite at step (\d); training "
+                     match=r"became NaN or infinite at step (\d) from a finite "
+                           "state and finite data, so training diverged: a "
+                           "lower learning rate or gradient clipping "
+                           r"\(option optimizer.clip_norm\) may help; training "
                            "stopped and the last good checkpoint was kept") as e:
     train_gan(config, tmp_path / "run")
   bad_step = e.value.step

@@ -156,16 +156,3 @@ def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
   assert checkpoint_steps(parted)[-1] == checkpoint_steps(straight)[-1] == 1200
   for a, b in zip(jax.tree.leaves(restored[0]), jax.tree.leaves(restored[1])):
     np.testing.assert_array_equal(a, b)
-
-
-def test_a_fresh_start_drops_the_records_of_a_run_that_saved_nothing(tmp_path):
-  """A run killed before its first checkpoint: the next run starts a clean log."""
-  files.write_jsonl(tmp_path / "metrics.jsonl", [{"step": 0, "fcd": 1.0},
-                                                 {"step": 5, "train_loss": 9.0}])
-  _, history = loop.train(
-      {"x": jnp.zeros(())}, CountingStep(),
-      lambda start: iter(lambda: jnp.ones(()), None),
-      key=jax.random.PRNGKey(0), num_steps=2, workdir=tmp_path,
-      every=loop.LoopConfig(log_every=2, checkpoint_every=0))
-  assert [r["step"] for r in files.read_jsonl(tmp_path / "metrics.jsonl")] == [2]
-  assert [r["step"] for r in history.records] == [2]

@@ -92,10 +92,13 @@ def test_a_cluster_job_joins_through_auto_detection(monkeypatch):
   for name, value in SLURM_TWO_TASKS.items():
     monkeypatch.setenv(name, value)
   assert parallel.initialize_distributed(parallel.ParallelConfig())
-  assert calls == [((), {})]  # No arguments: JAX reads SLURM's variables.
+  # No arguments: JAX reads SLURM's variables; our limit, then JAX's.
+  assert calls == [((), {"initialization_timeout": 300 + 60})]
   assert parallel.initialize_distributed(parallel.ParallelConfig(
-      coordinator_address="h:1", num_processes=2, process_id=1))
-  assert calls[-1] == (("h:1", 2, 1), {})  # Explicit flags win.
+      coordinator_address="localhost:1", num_processes=2, process_id=1,
+      coordinator_timeout=5))
+  assert calls[-1] == (("localhost:1", 2, 1),
+                       {"initialization_timeout": 5 + 60})  # Flags win.
 
 
 def test_classify_flags_choose_devices_and_mechanism():

@@ -21,9 +21,10 @@ from dlcore.adversarial.fcd import GeneratorQuality, load_or_train_judge
 from dlcore.adversarial.losses import LOSSES
 from dlcore.adversarial.objective import gan_objective
 from dlcore.adversarial.steps import loss_spec
-from dlcore.config import check_positive, field
+from dlcore.config import field
 from dlcore.data import Dataset, load_dataset
 from dlcore.errors import ConfigError
+from dlcore.models import check_image_shape
 from dlcore.models.gan import ARCHITECTURES, create_gan_models
 
 DCGAN_OPTIMIZER = optim.OptimizerConfig(name="adam", lr=2e-4, b1=0.5)
@@ -41,36 +42,44 @@ class GanConfig(experiment.ExperimentConfig):
   loss: str = field("nonsaturating", "adversarial loss",
                     choices=tuple(LOSSES))
   conditional: bool = field(False, "condition both networks on the class label")
-  steps: int = field(3000, "generator updates")
-  latent_dim: int = field(64, "noise dimensions")
+  steps: int = field(3000, "generator updates", valid="[1, inf)")
+  latent_dim: int = field(64, "noise dimensions", valid="[1, inf)")
   g_optimizer: optim.OptimizerConfig = field(DCGAN_OPTIMIZER,
                                              "the generator's optimizer")
   d_optimizer: optim.OptimizerConfig = field(DCGAN_OPTIMIZER,
                                              "the discriminator's optimizer")
   n_critic: int = field(0, "discriminator updates per generator update "
-                        "(0: 5 for wgan-gp, 1 otherwise)")
-  gp_weight: float = field(10.0, "gradient-penalty weight lambda (wgan-gp)")
-  classifier_epochs: int = field(20, "epochs of the FCD classifier")
+                        "(0: 5 for wgan-gp, 1 otherwise)", valid="[0, inf)")
+  gp_weight: float = field(10.0, "gradient-penalty weight lambda (wgan-gp)",
+                           valid="[0, inf)")
+  classifier_epochs: int = field(20, "epochs of the FCD classifier",
+                                 valid="[1, inf)")
   classifier_dir: str | None = field(None, "where the FCD classifier is "
                                      "trained once and cached (default "
                                      "WORKDIR/classifier)")
   fcd_samples: int = field(2000, "at most this many test and generated "
-                           "images for the FCD")
+                           "images for the FCD", valid="[2, inf)")
   workdir: str = field("runs/gan", "where metrics, samples and checkpoints go")
 
 
-def _check(config: GanConfig, data: Dataset) -> None:
+def _check_options(config: GanConfig) -> None:
+  """Every option on its own, before any data is loaded."""
   loss_spec(config.loss)
-  check_positive(config, "steps", "latent_dim", "classifier_epochs",
-                 "fcd_samples")
-  if config.n_critic < 0:
-    raise ConfigError("option n_critic must be 0 (the loss's default) or "
-                      f"more, got {config.n_critic}")
+  experiment.check_options(config)
+  for name in ("g_optimizer", "d_optimizer"):
+    optim.check_optimizer(getattr(config, name), total_steps=config.steps,
+                          prefix=name)
+
+
+def _check(config: GanConfig, data: Dataset) -> None:
+  """The options against the data, before the FCD classifier is trained."""
   if config.conditional and data.num_classes == 0:
     raise ConfigError(
         f"dataset {data.name!r} has no labels, so option conditional cannot "
         "be used; drop it or add y_train and y_test to the file")
   create_gan_models(config.arch, data.image_shape)  # Unknown arch or size.
+  if data.num_classes:
+    check_image_shape("cnn", data.image_shape, who="the FCD classifier (cnn)")
 
 
 def _to_generator_range(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -86,6 +95,7 @@ def train_gan(config: GanConfig,
   """
   if workdir is not None:
     config = dataclasses.replace(config, workdir=str(workdir))
+  _check_options(config)
   data = load_dataset(config.dataset, config.data_dir, labels_required=False)
   _check(config, data)
   experiment.check(config, data)  # Before the judge writes anything.

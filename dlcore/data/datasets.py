@@ -12,9 +12,15 @@ Images come back as float32 ``[N, H, W, C]`` in [0, 1] (uint8 is divided by
 TFDS data uses its array_record data sources, so TensorFlow is not needed.
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
 import pathlib
+import shutil
+import socket
+import zipfile
+import zlib
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -27,6 +33,10 @@ DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # Prepared offline from what scikit-learn ships; see their modules.
 EMBEDDED = {"digits": Digits, **DOMAIN_BUILDERS}
+# A dataset that is not prepared is downloaded; TFDS looks for it first in
+# its bucket on this host. Unreachable within the timeout: no retries.
+DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+DOWNLOAD_TIMEOUT_SECONDS = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +68,44 @@ def load_dataset(name: str, data_dir: str | None = None, *,
   and ``x_test``; it then comes back with ``num_classes == 0`` and zero
   labels (enough for an unconditional GAN or a VAE).
   """
+  if not name.strip():
+    raise ConfigError("option dataset is empty; give digits, a TFDS name "
+                      "such as mnist, or a path to an .npz file")
   if name.endswith(".npz"):
-    return _from_npz(pathlib.Path(name), labels_required)
-  return _from_tfds(name, data_dir or DEFAULT_DATA_DIR)
+    data = _from_npz(pathlib.Path(name), labels_required)
+  else:
+    data = _from_tfds(name, data_dir or DEFAULT_DATA_DIR)
+  check_dataset(data)
+  return data
+
+
+def check_dataset(data: Dataset) -> None:
+  """Raises ``ConfigError`` unless every split has examples, finite pixels
+  and labels that leave no more than half of the classes empty."""
+  for part in ("train", "test"):
+    split = getattr(data, part)
+    if len(split) == 0:
+      raise ConfigError(f"dataset {data.name!r} has an empty {part} split; "
+                        "it needs at least one example in each of train and "
+                        "test")
+    if 0 in split.images.shape[1:]:
+      raise ConfigError(f"dataset {data.name!r} has {part} images of shape "
+                        f"{list(split.images.shape[1:])}, which hold no "
+                        "pixels")
+    finite = np.isfinite(split.images).reshape(len(split), -1).all(-1)
+    if not finite.all():
+      raise ConfigError(
+          f"dataset {data.name!r} has NaN or infinite pixels in "
+          f"{np.sum(~finite)} {part} images, the first at index "
+          f"{int(np.argmin(finite))}; images must be finite")
+  if data.num_classes:
+    present = np.union1d(np.unique(data.train.labels),
+                         np.unique(data.test.labels))
+    if 2 * len(present) < data.num_classes:
+      raise ConfigError(
+          f"dataset {data.name!r} has labels up to {data.num_classes - 1}, "
+          f"so {data.num_classes} classes, but only {len(present)} of them "
+          "occur; labels must be class indices 0 to (number of classes - 1)")
 
 
 def _as_images(x: np.ndarray, what: str) -> np.ndarray:
@@ -77,9 +122,12 @@ def _as_images(x: np.ndarray, what: str) -> np.ndarray:
 
 
 def _as_labels(y: np.ndarray, what: str, num_classes: int | None) -> np.ndarray:
-  if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer)
-                         or np.all(np.mod(y, 1) == 0)):
-    raise ConfigError(f"{what} must be a 1-D array of integer class labels")
+  if y.ndim != 1 or not (
+      np.issubdtype(y.dtype, np.integer)
+      or (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))):
+    kind = "strings" if y.dtype.kind in "US" else str(y.dtype)
+    raise ConfigError(f"{what} must be a 1-D array of integer class labels, "
+                      f"got {kind} of shape {list(y.shape)}")
   y = y.astype(np.int64)
   upper = num_classes if num_classes is not None else np.inf
   bad = (y < 0) | (y >= upper)
@@ -90,9 +138,49 @@ def _as_labels(y: np.ndarray, what: str, num_classes: int | None) -> np.ndarray:
   return y.astype(np.int32)
 
 
-def _from_npz(path: pathlib.Path, labels_required: bool = True) -> Dataset:
+def _check_npz_file(path: pathlib.Path) -> None:
+  """Raises ``ConfigError`` unless ``path`` is a file that could be an npz archive."""
   if not path.is_file():
     raise ConfigError(f"dataset file {str(path)!r} does not exist")
+  if not zipfile.is_zipfile(path):
+    head = path.read_bytes()[:6]
+    what = ("empty" if not head else "a single .npy array"
+            if head == b"\x93NUMPY" else "not a zip archive, or a truncated one")
+    raise ConfigError(
+        f"dataset file {str(path)!r} is not an npz file ({what}); save the "
+        "arrays x_train, y_train, x_test, y_test with numpy.savez")
+
+
+def _read_array(npz, key: str, path: pathlib.Path) -> np.ndarray:
+  """Array ``key`` of the open npz ``path``; ``ConfigError`` for objects or damage."""
+  try:
+    return npz[key]
+  except ValueError as e:
+    if "Object arrays" in str(e):
+      raise ConfigError(
+          f"{path.name}: {key} holds Python objects (dtype object); an npz "
+          "dataset needs numeric arrays") from None
+    damage = e
+  except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+    damage = e
+  raise ConfigError(
+      f"dataset file {str(path)!r} is damaged, {key} cannot be read "
+      f"({type(damage).__name__}: {str(damage).splitlines()[0]})")
+
+
+def _check_npz_arrays(arrays: dict[str, np.ndarray], path: pathlib.Path) -> None:
+  """Raises ``ConfigError`` for a scalar where an array belongs, or no images."""
+  for key, array in arrays.items():
+    if array.ndim == 0:
+      raise ConfigError(f"{path.name}: {key} is a single value, not an array "
+                        "with one entry per example")
+    if key.startswith("x_") and len(array) == 0:
+      raise ConfigError(f"{path.name}: {key} holds no images; an npz dataset "
+                        "needs at least one example in each of train and test")
+
+
+def _from_npz(path: pathlib.Path, labels_required: bool = True) -> Dataset:
+  _check_npz_file(path)
   with np.load(path) as npz:
     unlabelled = (not labels_required
                   and not {"y_train", "y_test"} & set(npz.files))
@@ -102,7 +190,8 @@ def _from_npz(path: pathlib.Path, labels_required: bool = True) -> Dataset:
       raise ConfigError(
           f"{path.name} lacks {', '.join(missing)}; an npz dataset needs the "
           f"arrays {', '.join(keys)}")
-    arrays = {k: npz[k] for k in keys}
+    arrays = {k: _read_array(npz, k, path) for k in keys}
+  _check_npz_arrays(arrays, path)
   if unlabelled:
     for part in ("train", "test"):
       arrays[f"y_{part}"] = np.zeros(len(arrays[f"x_{part}"]), np.int64)
@@ -134,6 +223,50 @@ def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
         f"unknown dataset {name!r}; choose digits (embedded), a TFDS image "
         "classification dataset such as mnist, fashion_mnist or cifar10, or "
         "a path to an .npz file") from None
+  except (ValueError, AssertionError) as e:  # A bad version or config.
+    raise ConfigError(
+        f"TFDS cannot build dataset {name!r} ({str(e).splitlines()[0]}); "
+        "write it as NAME, NAME:VERSION or NAME/CONFIG:VERSION, such as "
+        "mnist or mnist:3.0.1") from None
+
+
+def _check_downloadable(name: str, data_dir: str) -> None:
+  """Raises ``ConfigError`` at once when the download host cannot be reached."""
+  host, port = DOWNLOAD_HOST
+  try:
+    socket.create_connection(DOWNLOAD_HOST,
+                             timeout=DOWNLOAD_TIMEOUT_SECONDS).close()
+  except OSError as e:
+    raise ConfigError(
+        f"TFDS dataset {name!r} is not prepared in {data_dir!r} and cannot "
+        f"be downloaded: {host}:{port} is unreachable "
+        f"({e.strerror or type(e).__name__}); prepare it there with network "
+        "access, or use digits or an .npz file") from None
+
+
+@contextlib.contextmanager
+def _no_trace_on_failure(data_dir: str):
+  """Removes what the block created in ``data_dir`` (two levels deep) if it raises."""
+  root = pathlib.Path(data_dir)
+  existed = root.exists()
+
+  def entries() -> set[pathlib.Path]:
+    if not root.is_dir():
+      return set()
+    top = set(root.iterdir())
+    return top | {p for d in top if d.is_dir() for p in d.iterdir()}
+
+  before = entries()
+  try:
+    yield
+  except BaseException:
+    new = [root] if not existed else sorted(entries() - before)
+    for path in new:
+      if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+      elif path.exists():
+        path.unlink()
+    raise
 
 
 def _data_source(builder: tfds.core.DatasetBuilder, split: str, data_dir: str):
@@ -141,10 +274,27 @@ def _data_source(builder: tfds.core.DatasetBuilder, split: str, data_dir: str):
   if isinstance(builder, tuple(EMBEDDED.values())):
     builder.download_and_prepare()
     return builder.as_data_source(split)
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)  # "Variant folder ... has no dataset_info".
+  try:
+    return tfds.data_source(builder.name, split=split, data_dir=data_dir,
+                            download=False)
+  except Exception:  # pylint: disable=broad-exception-caught
+    if (pathlib.Path(builder.data_dir) / "dataset_info.json").exists():
+      raise  # Prepared, yet unreadable.
+  finally:
+    absl_logger.setLevel(level)
+  _check_downloadable(builder.name, data_dir)
   return tfds.data_source(builder.name, split=split, data_dir=data_dir)
 
 
 def _from_tfds(name: str, data_dir: str) -> Dataset:
+  with _no_trace_on_failure(data_dir):
+    return _read_tfds(name, data_dir)
+
+
+def _read_tfds(name: str, data_dir: str) -> Dataset:
   builder = _builder(name, data_dir)
   features = builder.info.features
   if "image" not in features or "label" not in features or not isinstance(
@@ -156,6 +306,8 @@ def _from_tfds(name: str, data_dir: str) -> Dataset:
   for part in ("train", "test"):
     try:
       source = _data_source(builder, part, data_dir)
+    except ConfigError:
+      raise
     except Exception as e:  # Downloads, missing files, unprepared data.
       first_line = str(e).splitlines()[0] if str(e) else ""
       raise ConfigError(

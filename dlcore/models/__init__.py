@@ -9,9 +9,10 @@ parameters.
 """
 
 import functools
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
@@ -52,6 +53,38 @@ def create_classifier(name: str, num_classes: int,
   return CLASSIFIERS[name](num_classes=num_classes, dtype=dtype)
 
 
+def _takes(model: nn.Module, image_shape: Sequence[int]) -> bool:
+  """Whether ``model`` initialises on one image of ``image_shape`` (traced, not run)."""
+  try:
+    jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False),
+                   jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  except (TypeError, ValueError, ArithmeticError):  # Shapes that do not fit.
+    return False
+  return True
+
+
+def check_image_shape(name: str, image_shape: Sequence[int],
+                      who: str | None = None) -> None:
+  """Raises ``ConfigError`` when classifier ``name`` cannot take ``[H, W, C]`` images.
+
+  The sentence names the smallest square image the model takes (found by
+  ``jax.eval_shape`` of its initialisation, so nothing is computed);
+  ``who`` names the model in it instead of ``model NAME`` (the option a
+  user can change).
+  """
+  model = create_classifier(name, num_classes=2)
+  height, width, channels = image_shape
+  if _takes(model, image_shape):
+    return
+  side = next((s for s in range(max(height, width) + 1, 1025)
+               if _takes(model, (s, s, channels))), None)
+  needs = f"at least {side}x{side} pixels" if side else "larger images"
+  advice = ("" if who else "; choose larger images or another option model, "
+            "such as mlp")
+  raise ConfigError(f"{who or f'model {name}'} cannot take images of "
+                    f"{height}x{width} pixels; it needs {needs}{advice}")
+
+
 __all__ = ["CLASSIFIERS", "CNN", "LeNet5", "MLP", "RecurrentClassifier",
            "ResNet", "ResNet18", "ResNet20", "TransformerClassifier",
-           "check_model_name", "create_classifier"]
+           "check_image_shape", "check_model_name", "create_classifier"]

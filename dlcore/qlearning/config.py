@@ -12,7 +12,7 @@ options into one-sentence ``ConfigError`` s before anything is written.
 import dataclasses
 
 from dlcore import optim, parallel
-from dlcore.config import check_positive, field
+from dlcore.config import SEED_RANGE, check_ranges, field
 from dlcore.errors import ConfigError
 from dlcore.qlearning.steps import TD_LOSSES
 from dlcore.rl.envs import DISCRETE_ENVS, check_env_name
@@ -26,42 +26,52 @@ class DqnConfig(parallel.ParallelConfig):
   devices: int | None = field(None, "devices the seeds are spread over, "
                               "--seeds / --devices on each (must divide "
                               "--seeds; default: the most devices that "
-                              "divide --seeds)")
+                              "divide --seeds)", valid="[1, inf)")
   env: str = field("CartPole-v1", "gymnax environment with discrete actions: "
                    + ", ".join(DISCRETE_ENVS))
   total_steps: int = field(500_000, "environment steps per seed (rounded up "
-                           "to whole --log-every chunks)")
-  num_envs: int = field(10, "parallel environments per seed")
+                           "to whole --log-every chunks)", valid="[1, inf)")
+  num_envs: int = field(10, "parallel environments per seed", valid="[1, inf)")
   seeds: int = field(1, "independent seeds trained at once (a vmap over "
-                     "seeds on each device)")
-  seed: int = field(0, "base seed; seed i trains from split(PRNGKey(seed))[i]")
-  buffer_size: int = field(10_000, "replay buffer capacity (transitions)")
-  batch_size: int = field(128, "transitions per gradient update")
+                     "seeds on each device)", valid="[1, inf)")
+  seed: int = field(0, "base seed; seed i trains from split(PRNGKey(seed))[i]",
+                    valid=SEED_RANGE)
+  buffer_size: int = field(10_000, "replay buffer capacity (transitions)",
+                           valid="[1, inf)")
+  batch_size: int = field(128, "transitions per gradient update",
+                          valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=2.5e-4), "the Q-network's "
       "optimizer (schedules count gradient updates)")
-  gamma: float = field(0.99, "discount factor")
+  gamma: float = field(0.99, "discount factor", valid="[0, 1]")
   double: bool = field(False, "Double DQN target (online argmax, target value)")
   dueling: bool = field(False, "dueling head: V(s) + A(s, a) - mean A(s, .)")
   loss: str = field("mse", "TD loss: squared error or Huber (delta 1)",
                     choices=LOSSES)
-  learning_starts: int = field(10_000, "environment steps before learning")
-  train_every: int = field(10, "environment steps per gradient update")
+  learning_starts: int = field(10_000, "environment steps before learning",
+                               valid="[0, inf)")
+  train_every: int = field(10, "environment steps per gradient update",
+                           valid="[1, inf)")
   target_update_every: int = field(500, "environment steps between target "
-                                   "updates (a multiple of --train-every)")
+                                   "updates (a multiple of --train-every)",
+                                   valid="[1, inf)")
   tau: float = field(1.0, "target update target <- tau * online + (1 - tau) "
-                     "* target: 1 is a hard copy, below 1 Polyak averaging")
-  epsilon_start: float = field(1.0, "initial exploration rate")
-  epsilon_end: float = field(0.05, "final exploration rate")
+                     "* target: 1 is a hard copy, below 1 Polyak averaging",
+                     valid="(0, 1]")
+  epsilon_start: float = field(1.0, "initial exploration rate", valid="[0, 1]")
+  epsilon_end: float = field(0.05, "final exploration rate", valid="[0, 1]")
   exploration_fraction: float = field(0.5, "fraction of --total-steps over "
-                                      "which epsilon decays linearly")
+                                      "which epsilon decays linearly",
+                                      valid="(0, 1]")
   eval_episodes: int = field(100, "greedy (epsilon 0) episodes per seed in "
-                             "the final evaluation")
+                             "the final evaluation", valid="[1, inf)")
   log_every: int = field(25_000, "environment steps per chunk: one compiled "
-                         "call, one metrics record, one progress update")
+                         "call, one metrics record, one progress update",
+                         valid="[1, inf)")
   checkpoint_every: int = field(100_000, "environment steps between "
                                 "checkpoints (rounded up to whole chunks; "
-                                "the final agent is always saved)")
+                                "the final agent is always saved)",
+                                valid="[1, inf)")
   dtype: str = field("float32", "the Q-network's computation dtype; "
                      "parameters stay float32", choices=("float32", "bfloat16"))
   workdir: str = field("runs/dqn", "where metrics, summary, plot and "
@@ -69,13 +79,35 @@ class DqnConfig(parallel.ParallelConfig):
   resume: bool = field(False, "continue from the latest checkpoint in workdir")
 
 
+def steps_per_chunk(config: DqnConfig) -> int:
+  """Environment steps of one compiled chunk: ``log_every`` in whole vectorised steps."""
+  return max(1, config.log_every // config.num_envs) * config.num_envs
+
+
+def run_steps(config: DqnConfig) -> int:
+  """Environment steps a run takes: ``total_steps`` rounded up to whole chunks."""
+  chunk = steps_per_chunk(config)
+  return -(-config.total_steps // chunk) * chunk
+
+
+def first_update_step(config: DqnConfig) -> int:
+  """The environment step of the first gradient update.
+
+  It is the first vectorised step that has ``learning_starts`` environment
+  steps (and a batch) stored and is a multiple of ``train_every``.
+  """
+  iters_per_update = max(1, config.train_every // config.num_envs)
+  stored = max(config.learning_starts, config.batch_size)
+  iteration = -(-stored // config.num_envs)
+  iteration = -(-iteration // iters_per_update) * iters_per_update
+  return iteration * config.num_envs
+
+
 def check_config(config: DqnConfig) -> None:
   """Raises ``ConfigError`` (one sentence) for any inconsistent option."""
   check_env_name(config.env)
+  check_ranges(config)
   optim.check_optimizer(config.optimizer)
-  check_positive(config, "total_steps", "num_envs", "seeds", "buffer_size",
-                  "batch_size", "train_every", "target_update_every",
-                  "eval_episodes", "log_every", "checkpoint_every")
   if config.loss not in LOSSES:
     raise ConfigError(f"unknown loss {config.loss!r}; choose one of "
                       f"{', '.join(LOSSES)}")
@@ -104,14 +136,11 @@ def check_config(config: DqnConfig) -> None:
                       f"{config.target_update_every} must be a multiple of "
                       "option train_every "
                       f"{config.train_every}")
-  if not 0.0 < config.tau <= 1.0:
-    raise ConfigError(f"option tau must be in (0, 1], got {config.tau}")
-  if not 0.0 <= config.gamma <= 1.0:
-    raise ConfigError(f"option gamma must be in [0, 1], got {config.gamma}")
-  if not 0.0 < config.exploration_fraction <= 1.0:
-    raise ConfigError("option exploration_fraction must be in (0, 1], got "
-                      f"{config.exploration_fraction}")
-  for name in ("epsilon_start", "epsilon_end"):
-    if not 0.0 <= getattr(config, name) <= 1.0:
-      raise ConfigError(f"option {name} must be in [0, 1], got "
-                        f"{getattr(config, name)}")
+  if run_steps(config) < first_update_step(config):
+    raise ConfigError(
+        f"option total_steps {config.total_steps} (a run of "
+        f"{run_steps(config)} environment steps in whole chunks) ends before "
+        f"the first gradient update at environment step "
+        f"{first_update_step(config)} (option learning_starts "
+        f"{config.learning_starts}), so the agent would learn nothing; raise "
+        "option total_steps or lower option learning_starts")

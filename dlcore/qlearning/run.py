@@ -37,6 +37,7 @@ from dlcore import files, loop, parallel, plots
 from dlcore.config import experiment_dict
 from dlcore.errors import ConfigError
 from dlcore.qlearning.config import DqnConfig
+from dlcore.writers import SUMMARY_FILE
 from dlcore.qlearning.train import make_dqn_program
 
 EVAL_STREAM = 1  # fold_in(seed_key, EVAL_STREAM) seeds a seed's evaluation.
@@ -182,5 +183,5 @@ def train_and_evaluate(config: DqnConfig,
       "num_devices": mesh.size,
       "config": experiment_dict(config)}
   if parallel.is_main_process():
-    files.write_json(workdir / "summary.json", summary)
+    files.write_json(workdir / SUMMARY_FILE, summary)
   return summary

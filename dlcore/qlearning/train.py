@@ -31,7 +31,6 @@ seed's own key.
 
 import dataclasses
 import functools
-import math
 from typing import Any, Callable
 
 import jax
@@ -41,7 +40,8 @@ from flax import struct
 from jax import lax
 
 from dlcore.models.qnetworks import create_q_network
-from dlcore.qlearning.config import DqnConfig, check_config
+from dlcore.qlearning.config import (DqnConfig, check_config, run_steps,
+                                     steps_per_chunk)
 from dlcore.qlearning.state import DQNState, create_dqn_state
 from dlcore.qlearning.steps import dqn_step
 from dlcore.rl import replay
@@ -128,8 +128,8 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
   num_envs = config.num_envs
   obs_shape = tuple(env.observation_space(env_params).shape)
   num_actions = int(env.action_space(env_params).n)
-  iters_per_chunk = max(1, config.log_every // num_envs)
-  num_chunks = math.ceil(config.total_steps / (iters_per_chunk * num_envs))
+  iters_per_chunk = steps_per_chunk(config) // num_envs
+  num_chunks = run_steps(config) // steps_per_chunk(config)
   iters_per_update = max(1, config.train_every // num_envs)
   updates_per_learn = max(1, num_envs // config.train_every)
   epsilon = epsilon_schedule(config)

@@ -11,10 +11,10 @@ import pathlib
 from typing import Any
 
 from dlcore import experiment, optim
-from dlcore.config import check_positive, field
+from dlcore.config import field
 from dlcore.data import load_dataset, steps_per_epoch
-from dlcore.errors import ConfigError
-from dlcore.models import CLASSIFIERS, check_model_name, create_classifier
+from dlcore.models import (CLASSIFIERS, check_image_shape, check_model_name,
+                           create_classifier)
 from dlcore.supervised.steps import classifier_objective
 
 
@@ -22,13 +22,14 @@ from dlcore.supervised.steps import classifier_objective
 class ClassifyConfig(experiment.ExperimentConfig):
   """Options of ``experiments/classify.py`` (defaults: the digits run)."""
   model: str = field("cnn", "classifier", choices=sorted(CLASSIFIERS))
-  epochs: int = field(30, "passes over the training set")
+  epochs: int = field(30, "passes over the training set", valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=3e-3, schedule="cosine"),
       "the optimizer")
-  label_smoothing: float = field(0.0, "label smoothing in the cross-entropy")
+  label_smoothing: float = field(0.0, "label smoothing in the cross-entropy",
+                                 valid="[0, 1)")
   batch_size: int = field(32, "global training batch size (split evenly "
-                          "over the devices)")
+                          "over the devices)", valid="[1, inf)")
   log_every: int = field(0, "steps between metrics records (0: once per "
                          "epoch)")
   eval_every: int = field(0, "steps between test evaluations (0: once per "
@@ -41,10 +42,7 @@ class ClassifyConfig(experiment.ExperimentConfig):
 
 def _check(config: ClassifyConfig) -> None:
   check_model_name(config.model)
-  check_positive(config, "epochs")
-  if not 0.0 <= config.label_smoothing < 1.0:
-    raise ConfigError("option label_smoothing must be in [0, 1), got "
-                      f"{config.label_smoothing}")
+  experiment.check_options(config)
 
 
 def train_and_evaluate(config: ClassifyConfig,
@@ -57,6 +55,7 @@ def train_and_evaluate(config: ClassifyConfig,
     config = dataclasses.replace(config, workdir=str(workdir))
   _check(config)
   data = load_dataset(config.dataset, config.data_dir)
+  check_image_shape(config.model, data.image_shape)
   per_epoch = steps_per_epoch(len(data.train), config.batch_size)
   num_steps = per_epoch * config.epochs
   model = create_classifier(config.model, data.num_classes,

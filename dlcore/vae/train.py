@@ -11,7 +11,7 @@ import pathlib
 from typing import Any
 
 from dlcore import experiment, optim
-from dlcore.config import check_positive, field
+from dlcore.config import field
 from dlcore.data import load_dataset
 from dlcore.models.vae import LIKELIHOODS
 from dlcore.vae.steps import vae_objective
@@ -24,12 +24,12 @@ class VaeConfig(experiment.ExperimentConfig):
                        "mnist, or an .npz file (x_train, x_test)")
   likelihood: str = field("bernoulli", "pixel likelihood p(x | z): bernoulli "
                           "or gaussian (learned scale)", choices=LIKELIHOODS)
-  latent_dim: int = field(16, "latent dimensions")
-  steps: int = field(5000, "gradient steps")
+  latent_dim: int = field(16, "latent dimensions", valid="[1, inf)")
+  steps: int = field(5000, "gradient steps", valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=1e-3), "the optimizer")
   eval_batch_size: int = field(500, "test batch size (the last batch is "
-                               "padded and masked)")
+                               "padded and masked)", valid="[1, inf)")
   workdir: str = field("runs/vae", "where metrics, samples and checkpoints go")
 
 
@@ -41,7 +41,7 @@ def train_vae(config: VaeConfig,
   """
   if workdir is not None:
     config = dataclasses.replace(config, workdir=str(workdir))
-  check_positive(config, "steps", "latent_dim")
+  experiment.check_options(config)
   data = load_dataset(config.dataset, config.data_dir, labels_required=False)
   objective = vae_objective(
       data.image_shape, optim.create_optimizer(config.optimizer, config.steps),
