@@ -248,6 +248,7 @@ def test_bad_input_gets_one_sentence(tmp_path):
        "images of 18x18 pixels do not fit a generator with 2 down-samplings"),
       (dict(tiny, d_layers=3), "too small for a PatchGAN of 3 layers"),
       (dict(tiny, pool_size=-1), "option pool_size must be at least 0"),
+      (dict(tiny, loss="wgan-gp"), "unknown loss 'wgan-gp' for CycleGAN"),
       (dict(tiny, domain_b="no_such_domain"), "unknown dataset 'no_such_domain'"),
   ]
   for options, message in cases:

@@ -33,7 +33,6 @@ from dlcore.adversarial.cyclegan.quality import (TranslationQuality,
 from dlcore.adversarial.cyclegan.state import NetworkSpec
 from dlcore.adversarial.fcd import load_or_train_judge
 from dlcore.adversarial.losses import LOSSES
-from dlcore.adversarial.steps import loss_spec
 from dlcore.config import check_positive, experiment_dict, field
 from dlcore.data import (Dataset, Split, load_dataset, prefetch,
                          steps_per_epoch, train_batches)
@@ -41,6 +40,9 @@ from dlcore.errors import ConfigError
 from dlcore.experiment import DTYPES
 from dlcore.loop import LoopConfig, check_cadences, train
 
+# CycleGAN's step has no gradient penalty, so WGAN-GP is not offered.
+CYCLEGAN_LOSSES = tuple(name for name, spec in LOSSES.items()
+                        if not spec.gradient_penalty)
 CYCLEGAN_OPTIMIZER = optim.OptimizerConfig(
     name="adam", lr=2e-4, b1=0.5, schedule="constant_then_linear")
 
@@ -61,7 +63,7 @@ class CycleGanConfig(parallel.ParallelConfig, LoopConfig):
   batch_size: int = field(4, "images of each domain per step (split evenly "
                           "over the devices)")
   loss: str = field("least-squares", "adversarial loss",
-                    choices=tuple(LOSSES))
+                    choices=CYCLEGAN_LOSSES)
   cycle_weight: float = field(10.0, "weight lambda of the cycle-consistency "
                               "L1 losses")
   identity_weight: float = field(0.5, "weight of the identity L1 losses as "
@@ -132,7 +134,9 @@ def load_domains(config: CycleGanConfig) -> tuple[Dataset, Dataset]:
 
 def check(config: CycleGanConfig, a: Dataset, b: Dataset) -> jax.sharding.Mesh:
   """The device mesh, once ``config`` fits the domains (else ``ConfigError``)."""
-  loss_spec(config.loss)
+  if config.loss not in CYCLEGAN_LOSSES:
+    raise ConfigError(f"unknown loss {config.loss!r} for CycleGAN; choose one "
+                      f"of {', '.join(CYCLEGAN_LOSSES)}")
   check_positive(config, "steps", "batch_size", "eval_batch_size",
                  "classifier_epochs", "g_width", "d_width", "d_layers")
   for name in ("cycle_weight", "identity_weight", "pool_size", "g_blocks",
