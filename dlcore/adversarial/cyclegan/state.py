@@ -74,9 +74,9 @@ def paper_init(model: nn.Module, key: jax.Array,
 
   The distribution of the models' own initialisers (the paper's
   ``init_weights("normal")``), drawn as ONE normal vector cut into the
-  kernels in parameter order: XLA compiles Flax's one draw per kernel
-  about 40 times slower (39 s against 1 s for a tiny generator on the
-  project's shared 2-core CPU).
+  kernels in parameter order: XLA compiled Flax's one draw per kernel
+  for a tiny generator in 39 s, this in 3 s (the project's shared 2-core
+  CPU, heavily loaded).
   """
   shapes = jax.eval_shape(model.init, key, jnp.zeros((1, *image_shape)))
   paths, treedef = jax.tree_util.tree_flatten_with_path(shapes["params"])
