@@ -116,6 +116,12 @@ def test_generators_and_discriminators_start_different():
       jax.tree.leaves(x.params), jax.tree.leaves(y.params)))
   assert differ(state.generator_ab, state.generator_ba)
   assert differ(state.discriminator_a, state.discriminator_b)
+  # The paper's initialisation: kernels ~ N(0, 0.02^2), biases 0.
+  leaves = jax.tree_util.tree_leaves_with_path(state.generator_ab.params)
+  kernels = np.concatenate([np.ravel(x) for path, x in leaves
+                            if path[-1].key == "kernel"])
+  assert kernels.size > 2000 and 0.018 < kernels.std() < 0.022
+  assert all(not np.any(x) for path, x in leaves if path[-1].key == "bias")
   assert apply(state.generator_ab, images(0)).shape == (4, *SHAPE)
   assert apply(state.discriminator_a, images(0)).shape == (4, 6, 6)
 
