@@ -424,11 +424,11 @@ def create_cyclegan_states(generator: nn.Module, discriminator: nn.Module,
   make = lambda model, p: train_state.TrainState.create(
       apply_fn=model.apply, params=p, tx=optax.adam(lr, b1=b1))
   g, f, d_a, d_b = params
-  empty = jnp.zeros((pool_size, *image_shape))
-  zero = jnp.zeros((), jnp.int32)
+  empty = lambda: jnp.zeros((pool_size, *image_shape))  # Own buffers: donated.
+  zero = lambda: jnp.zeros((), jnp.int32)
   return CycleGanStates(make(generator, g), make(generator, f),
                         make(discriminator, d_a), make(discriminator, d_b),
-                        empty, zero, empty, zero)
+                        empty(), zero(), empty(), zero())
 
 
 def _image_pool(pool, count, fakes, key):
