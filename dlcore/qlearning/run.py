@@ -25,22 +25,17 @@ loss stops the run with ``NonFiniteLossError`` before the bad chunk is
 saved.
 """
 
-import itertools
 import pathlib
 from typing import Any
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dlcore import files, loop, parallel, plots
-from dlcore.config import experiment_dict
+from dlcore import parallel, plots
 from dlcore.qlearning.config import DqnConfig
-from dlcore.writers import SUMMARY_FILE
 from dlcore.qlearning.train import make_dqn_program
-from dlcore.rl.seeds import episode_returns, per_seed, seed_keys, seed_mesh
-
-EVAL_STREAM = 1  # fold_in(seed_key, EVAL_STREAM) seeds a seed's evaluation.
+from dlcore.rl.run import per_seed_record, train_seeds, write_summary
+from dlcore.rl.seeds import episode_returns
 
 
 def summarize(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -90,56 +85,12 @@ def train_and_evaluate(config: DqnConfig,
   """
   workdir = pathlib.Path(workdir or config.workdir)
   program = make_dqn_program(config)  # Validates before touching the workdir.
-  mesh = seed_mesh(config)
-  workdir = files.prepare_workdir(workdir)
-  keys = parallel.shard_batch(np.asarray(seed_keys(config)), mesh)
-  chunk_length = program.steps_per_chunk
-  every = loop.LoopConfig(
-      log_every=chunk_length, eval_every=0, sample_every=0,
-      checkpoint_every=-(-config.checkpoint_every // chunk_length)
-      * chunk_length)
-  evaluate_seeds = jax.jit(jax.vmap(program.evaluate))
-  eval_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, EVAL_STREAM)
-
-  def evaluate(runners) -> dict[str, Any]:
-    returns = jax.device_get(evaluate_seeds(runners.agent.params, eval_keys))
-    return {"eval_return": float(np.mean(returns)),
-            "eval_return_per_seed": [float(r) for r in returns]}
-
-  # The runner carries its own keys: the loop's batch and key go unused.
-  chunk = per_seed(lambda runner, batch, key: program.chunk(runner), mesh,
-                    config.parallel, donate_argnums=0)
-  _, history = loop.train(
-      per_seed(program.init, mesh, config.parallel)(keys), chunk,
-      lambda start: itertools.repeat(None), key=jax.random.PRNGKey(config.seed),
-      num_steps=program.num_chunks * chunk_length, workdir=workdir,
-      every=every, evaluate=evaluate, resume=config.resume,
-      config=experiment_dict(config), steps_per_call=chunk_length,
-      summarize=summarize, desc=f"DQN on {config.env}, {mesh.size} device(s)")
+  history, mesh = train_seeds(
+      program, config, workdir, name="DQN", summarize=summarize,
+      evaluate=lambda returns: per_seed_record("eval_return", returns))
   if parallel.is_main_process():
     plot_returns(history.records, workdir / "returns.png", config.env)
-  last = history.last
-  trained_steps = history.records[-1]["step"]
-  summary = {
-      "env": config.env,
-      "eval_return": last["eval_return"],
-      "eval_return_per_seed": last["eval_return_per_seed"],
-      "eval_return_std": float(np.std(last["eval_return_per_seed"])),
-      "eval_episodes": config.eval_episodes,
-      "env_steps": trained_steps,
-      "seeds": config.seeds,
-      "train_seconds": history.train_seconds,
-      "compile_seconds": history.compile_seconds,
-      "env_steps_per_sec": config.seeds * trained_steps / history.train_seconds,
-      "env_steps_per_sec_per_seed": trained_steps / history.train_seconds,
-      "env_steps_per_sec_measures": (
-          "environment steps per second of the compiled training chunks "
-          "(acting, storing, sampling and learning), all seeds together, "
-          "excluding compilation, checkpoints and evaluation"),
-      "num_params": history.num_params,
-      "device": jax.devices()[0].device_kind,
-      "num_devices": mesh.size,
-      "config": experiment_dict(config)}
-  if parallel.is_main_process():
-    files.write_json(workdir / SUMMARY_FILE, summary)
-  return summary
+  return write_summary(
+      config, history, mesh, workdir,
+      eval_names=("eval_return", "eval_return_per_seed"),
+      measures="acting, storing, sampling and learning")

@@ -45,9 +45,9 @@ from dlcore.ppo import PpoConfig
 from dlcore.ppo import train_and_evaluate as train_ppo
 from dlcore.qlearning import DqnConfig
 from dlcore.qlearning import train_and_evaluate as train_dqn
-from dlcore.qlearning.run import seed_mesh
 from dlcore.qlearning.state import create_dqn_state
 from dlcore.qlearning.steps import dqn_step
+from dlcore.rl.seeds import seed_mesh
 from dlcore.state import create_train_state
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
 from dlcore.supervised.steps import eval_step, train_step
