@@ -120,7 +120,7 @@ class Checkpointer:
     way makes Orbax print a traceback for every write still in flight.
     """
     self._manager.wait_until_finished()
-    needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+    needed = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(state))
     if shutil.disk_usage(self.directory).free < needed:
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory))
     self._saving = step
