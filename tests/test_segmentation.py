@@ -223,10 +223,10 @@ def test_small_unet_overfits_a_few_canvases():
   (images, masks, _), _ = small_canvases(8, 0)
   batch = {"image": images / 255.0, "label": masks[..., 0].astype(np.int32)}
   objective = segmentation_objective(UNet(11, depth=2, width=8),
-                                     optax.adam(1e-2))
+                                     optax.adam(3e-2))
   state = jax.jit(objective.init)(jax.random.PRNGKey(0), batch)
   step = jax.jit(objective.train_step)
-  for i in range(400):
+  for i in range(200):  # mIoU 1.0 from step 150 on.
     state, _ = step(state, batch, jax.random.PRNGKey(i))
   result = metrics.compute(jax.jit(objective.eval_step)(state, batch))
   assert result["miou"] > 0.9

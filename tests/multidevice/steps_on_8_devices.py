@@ -468,7 +468,8 @@ def test_summed_confusion_matrix_on_8_devices_equals_one_device(mechanism: str):
   for name in single:  # From integer counts: exactly equal; the loss close.
     if name != "loss":
       assert sharded[name] == single[name], name
-  assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-6)
+  # float32 sums in another order: within a few ulps of float32's 1.2e-7.
+  assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-5)
   assert set(single) >= {"miou", "pixel_accuracy", "iou_0", "loss"}
   counts = jax.jit(segmentation_eval_step)(state, batch)["confusion"].counts
   assert int(counts.sum()) == int(np.sum(batch["label"] != 255))
