@@ -178,6 +178,8 @@ def digit_masks(size: int = 16) -> dict[str, np.ndarray]:
   masks = np.digitize(images[..., 0], [0.1, 0.4, 0.7]).astype(np.int32)
   masks[::3, :2] = 255
   return {"image": images, "label": masks}
+
+
 def cyclegan_state():
   """CycleGAN on 8x8 images, all four networks on SGD; pools of 5 < 16 images.
 
@@ -491,6 +493,8 @@ def test_summed_confusion_matrix_on_8_devices_equals_one_device(mechanism: str):
   assert set(single) >= {"miou", "pixel_accuracy", "iou_0", "loss"}
   counts = jax.jit(segmentation_eval_step)(state, batch)["confusion"].counts
   assert int(counts.sum()) == int(np.sum(batch["label"] != 255))
+
+
 CYCLEGAN = StepCase("cyclegan-least-squares-pools", cyclegan_step,
                     cyclegan_state, cyclegan_batch)
 

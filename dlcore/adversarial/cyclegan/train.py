@@ -20,20 +20,20 @@ uninterrupted one exactly.
 
 import dataclasses
 import pathlib
-import re
 from typing import Any
 
 import jax
 import numpy as np
 
 from dlcore import files, optim, parallel, plots
+from dlcore.adversarial import fcd
 from dlcore.adversarial.cyclegan.objective import cyclegan_objective
 from dlcore.adversarial.cyclegan.quality import (TranslationQuality,
                                                  summarize)
 from dlcore.adversarial.cyclegan.state import NetworkSpec
-from dlcore.adversarial.fcd import load_or_train_judge
 from dlcore.adversarial.losses import LOSSES
-from dlcore.config import check_positive, experiment_dict, field
+from dlcore.config import (SEED_RANGE, STEPS_RANGE, check_ranges,
+                           experiment_dict, field)
 from dlcore.data import (Dataset, Split, load_dataset, prefetch,
                          steps_per_epoch, train_batches)
 from dlcore.errors import ConfigError
@@ -59,37 +59,41 @@ class CycleGanConfig(parallel.ParallelConfig, LoopConfig):
   data_dir: str | None = field(None, "TFDS data directory (default "
                                "~/tensorflow_datasets)")
   steps: int = field(1500, "training steps (each: both generators, then both "
-                     "discriminators)")
+                     "discriminators)", valid=STEPS_RANGE)
   batch_size: int = field(4, "images of each domain per step (split evenly "
-                          "over the devices)")
+                          "over the devices)", valid="[1, inf)")
   loss: str = field("least-squares", "adversarial loss",
                     choices=CYCLEGAN_LOSSES)
   cycle_weight: float = field(10.0, "weight lambda of the cycle-consistency "
-                              "L1 losses")
+                              "L1 losses", valid="[0, inf)")
   identity_weight: float = field(0.5, "weight of the identity L1 losses as "
-                                 "a multiple of lambda (0 = off)")
+                                 "a multiple of lambda (0 = off)",
+                                 valid="[0, inf)")
   pool_size: int = field(50, "earlier fakes kept per domain for the "
-                         "discriminators (0 = none)")
+                         "discriminators (0 = none)", valid="[0, inf)")
   g_width: int = field(8, "generator width (filters of its first "
-                       "convolution)")
-  g_blocks: int = field(2, "residual blocks of the generators")
+                       "convolution)", valid="[1, inf)")
+  g_blocks: int = field(2, "residual blocks of the generators",
+                        valid="[0, inf)")
   g_downsamplings: int = field(2, "stride-2 down-samplings of the "
                                "generators (image sides must divide by "
-                               "2^this)")
-  d_width: int = field(16, "discriminator width")
+                               "2^this)", valid="[0, inf)")
+  d_width: int = field(16, "discriminator width", valid="[1, inf)")
   d_layers: int = field(2, "stride-2 layers of the PatchGAN discriminators "
-                        "(3: the paper's 70x70 patches)")
+                        "(3: the paper's 70x70 patches)", valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       CYCLEGAN_OPTIMIZER, "the optimizer of each of the four networks")
   dtype: str = field("float32", "computation dtype; parameters and "
                      "optimizer state stay float32", choices=DTYPES)
-  classifier_epochs: int = field(10, "epochs of each domain's classifier")
+  classifier_epochs: int = field(10, "epochs of each domain's classifier",
+                                 valid="[1, inf)")
   classifier_dir: str | None = field(None, "where the domains' classifiers "
                                      "are trained once and cached (default "
                                      "WORKDIR/classifiers)")
   eval_batch_size: int = field(256, "images per translation batch when "
-                               "measuring")
-  seed: int = field(0, "seed of initialisation, shuffling and the pools")
+                               "measuring", valid="[1, inf)")
+  seed: int = field(0, "seed of initialisation, shuffling and the pools",
+                    valid=SEED_RANGE)
   log_every: int = field(50, "steps between metrics records (each the mean "
                          "over the steps since the last)")
   eval_every: int = field(250, "steps between measurements on the test "
@@ -137,13 +141,7 @@ def check(config: CycleGanConfig, a: Dataset, b: Dataset) -> jax.sharding.Mesh:
   if config.loss not in CYCLEGAN_LOSSES:
     raise ConfigError(f"unknown loss {config.loss!r} for CycleGAN; choose one "
                       f"of {', '.join(CYCLEGAN_LOSSES)}")
-  check_positive(config, "steps", "batch_size", "eval_batch_size",
-                 "classifier_epochs", "g_width", "d_width", "d_layers")
-  for name in ("cycle_weight", "identity_weight", "pool_size", "g_blocks",
-               "g_downsamplings"):
-    if getattr(config, name) < 0:
-      raise ConfigError(f"option {name} must be at least 0, got "
-                        f"{getattr(config, name)}")
+  check_ranges(config)
   check_cadences(config)
   optim.check_optimizer(config.optimizer, total_steps=config.steps)
   for data in (a, b):
@@ -158,19 +156,20 @@ def check(config: CycleGanConfig, a: Dataset, b: Dataset) -> jax.sharding.Mesh:
 
 
 def _judge(data: Dataset, name: str, config: CycleGanConfig):
-  """``data``'s classifier, cached under a directory named after the dataset."""
-  directory = (pathlib.Path(config.classifier_dir or
-                            pathlib.Path(config.workdir) / "classifiers")
-               / re.sub(r"[^A-Za-z0-9_.-]", "_", data.name))
+  """``data``'s classifier, cached (keyed to the images) in ``classifier_dir``."""
+  cache = pathlib.Path(config.classifier_dir or
+                       pathlib.Path(config.workdir) / "classifiers")
   dataset = name
   if data.name.endswith("_rgb"):  # Train it on the images as translated.
+    directory = fcd.judge_directory(data, cache)
     dataset = str(directory.with_suffix(".npz"))
     directory.parent.mkdir(parents=True, exist_ok=True)
     np.savez(dataset, x_train=data.train.images, y_train=data.train.labels,
              x_test=data.test.images, y_test=data.test.labels)
-  return load_or_train_judge(dataset, data.image_shape, data.num_classes,
-                             directory, data_dir=config.data_dir,
-                             epochs=config.classifier_epochs, seed=config.seed)
+  return fcd.load_or_train_judge(dataset, data, cache,
+                                 data_dir=config.data_dir,
+                                 epochs=config.classifier_epochs,
+                                 seed=config.seed)
 
 
 def _seed(seed: int, domain: int) -> int:
