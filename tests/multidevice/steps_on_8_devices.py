@@ -218,6 +218,8 @@ CASES = [
              {"class_weights": (0.5, 1.0, 2.0, 1.5),
               "augment_config": AugmentConfig(flip=True, max_shift=2,
                                               max_zoom=1.5)}),
+    StepCase("cyclegan-least-squares-pools", cyclegan_step, cyclegan_state,
+             cyclegan_batch),
 ]
 RESNET20 = StepCase("supervised-resnet20", train_step,
                     functools.partial(classifier_state, "resnet20"),
@@ -494,16 +496,3 @@ def test_summed_confusion_matrix_on_8_devices_equals_one_device(mechanism: str):
   counts = jax.jit(segmentation_eval_step)(state, batch)["confusion"].counts
   assert int(counts.sum()) == int(np.sum(batch["label"] != 255))
 
-
-CYCLEGAN = StepCase("cyclegan-least-squares-pools", cyclegan_step,
-                    cyclegan_state, cyclegan_batch)
-
-
-def test_cyclegan_on_8_devices_equals_one_device_pools_included():
-  """Networks, optimizer states and both replicated pools, under shard_map.
-
-  Its programs compile slowly on a 2-core CPU, so only the default
-  mechanism runs here; pmap and jit passed the same comparison (as a case
-  of CASES) when it was written.
-  """
-  test_step_on_8_devices_equals_one_device(CYCLEGAN, "shard_map")
