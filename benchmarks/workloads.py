@@ -194,3 +194,4 @@ _register_optional("benchmarks.generative")  # GAN and VAE
 _register_optional("benchmarks.qlearning")   # DQN
 _register_optional("benchmarks.policy")      # PPO
 _register_optional("benchmarks.segmentation")  # U-Net segmentation
+_register_optional("benchmarks.cyclegan")    # CycleGAN

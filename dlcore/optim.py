@@ -30,6 +30,9 @@ hand-written ``optax.adam`` (checked on the DQN update's optimised HLO).
   then ``constant``, ``cosine`` or ``linear`` decay reaching 0 at update
   ``T = total_steps // k`` (the count after the last update); warmup+cosine
   is ``optax.warmup_cosine_decay_schedule(0, lr, warmup_steps, T)``.
+  ``constant_then_linear`` (CycleGAN's) keeps ``lr`` for the first half of
+  the ``D = T - warmup_steps`` updates after warmup and decays linearly to
+  0 over the rest: the decay starts at update ``warmup_steps + D // 2``.
   Schedules count real updates: ``MultiSteps`` calls the inner chain once
   per ``k`` micro-batches, with the mean of their gradients.
 - Clipping (``optax.clip_by_global_norm``) is first among the trainable
@@ -77,6 +80,9 @@ _DECAYS = {  # (peak value, steps after warmup) -> schedule reaching 0.
     "constant": lambda lr, steps: optax.constant_schedule(lr),
     "cosine": optax.cosine_decay_schedule,
     "linear": lambda lr, steps: optax.linear_schedule(lr, 0.0, steps),
+    "constant_then_linear": lambda lr, steps: optax.join_schedules(
+        [optax.constant_schedule(lr),
+         optax.linear_schedule(lr, 0.0, steps - steps // 2)], [steps // 2]),
 }
 
 

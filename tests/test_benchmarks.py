@@ -19,8 +19,11 @@ import pytest
 
 from benchmarks import __main__ as bench
 from benchmarks import baseline, cpu_cores, hardware
+from benchmarks import cyclegan as cyclegan_workload
 from benchmarks.workloads import in_dtype, torch_available
 from dlcore.adversarial import create_gan_state, gan_step
+from dlcore.adversarial.cyclegan import (CycleGanConfig, NetworkSpec,
+                                         create_cyclegan_state, cyclegan_step)
 from dlcore.errors import ConfigError
 from dlcore.models import MLP, UNet
 from dlcore.models.gan import create_gan_models
@@ -345,3 +348,38 @@ def test_cpu_cores_times_one_device_and_all_cores():
     assert stats["timed_steps"] == 3
   with pytest.raises(ConfigError, match="supervised workloads only, not vae"):
     cpu_cores.main(["--workloads", "mlp,vae"])
+
+
+def test_cyclegan_baseline_computes_dlcores_step():
+  """Two steps from one key, pools filling and swapping, on both sides."""
+  spec, shape = NetworkSpec(4, 1, 1, 4, 1), (8, 8, 3)
+  state = create_cyclegan_state(spec, shape, jax.random.PRNGKey(0),
+                                pool_size=3)
+  states = baseline.create_cyclegan_states(
+      spec.generator(3, jnp.float32), spec.discriminator(jnp.float32),
+      (state.generator_ab.params, state.generator_ba.params,
+       state.discriminator_a.params, state.discriminator_b.params), shape,
+      pool_size=3)
+  dlcore_step = jax.jit(cyclegan_step)
+  baseline_step = jax.jit(baseline.cyclegan_step)
+  for i in range(2):
+    batch = {name: jax.random.uniform(jax.random.PRNGKey(10 * i + j),
+                                      (4, *shape), minval=-1.0)
+             for j, name in enumerate(("image_a", "image_b"))}
+    state, metrics = dlcore_step(state, batch, jax.random.PRNGKey(100 + i))
+    states, baseline_metrics = baseline_step(states, batch,
+                                             jax.random.PRNGKey(100 + i))
+    assert set(baseline_metrics) == set(metrics)
+    assert_metrics_close(baseline_metrics, metrics)
+  for ours, theirs in (("generator_ab", "g"), ("generator_ba", "f"),
+                       ("discriminator_a", "d_a"), ("discriminator_b", "d_b")):
+    assert_trees_close(getattr(states, theirs).params,
+                       getattr(state, ours).params, rtol=1e-5, atol=1e-6)
+    assert_trees_close(getattr(states, theirs).opt_state,
+                       getattr(state, ours).opt_state, rtol=1e-5, atol=1e-6)
+  for domain in ("a", "b"):
+    pool = getattr(state, f"pool_{domain}")
+    assert int(getattr(states, f"count_{domain}")) == int(pool.count) == 3
+    np.testing.assert_allclose(getattr(states, f"pool_{domain}"), pool.images,
+                               rtol=1e-5, atol=1e-6)
+  assert cyclegan_workload.SPEC == CycleGanConfig().spec

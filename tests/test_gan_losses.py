@@ -64,7 +64,8 @@ def test_wasserstein_and_hinge_at_known_logits():
 
 def test_default_critic_steps():
   assert {name: loss.default_n_critic for name, loss in LOSSES.items()} == {
-      "minimax": 1, "nonsaturating": 1, "wgan-gp": 5, "hinge": 1}
+      "minimax": 1, "nonsaturating": 1, "wgan-gp": 5, "hinge": 1,
+      "least-squares": 1}
 
 
 def test_gradient_penalty_matches_finite_differences():

@@ -1,7 +1,7 @@
 """Generative adversarial networks.
 
 Modules:
-  losses     minimax, non-saturating, WGAN-GP and hinge losses of logits.
+  losses     minimax, non-saturating, WGAN-GP, hinge and least-squares losses.
   state      ``GANState`` (two train states) and ``create_gan_state``.
   steps      ``gan_step``: n_critic discriminator updates, one generator update.
   objective  ``gan_objective``: the GAN as a ``dlcore.objective.Objective``.

@@ -2,7 +2,7 @@
 
 Usage::
 
-  loss = LOSSES["nonsaturating"]
+  loss = LOSSES["nonsaturating"]                     # or "least-squares", ...
   d_loss = loss.discriminator(real_logits, fake_logits)   # scalar
   g_loss = loss.generator(fake_logits)                     # scalar
   penalty = gradient_penalty(critic, real, fake, key)      # WGAN-GP only
@@ -61,6 +61,19 @@ def hinge_discriminator(real: jax.Array, fake: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
 
 
+def least_squares_discriminator(real: jax.Array, fake: jax.Array) -> jax.Array:
+  """LSGAN's ``mean (D(x) - 1)^2 + mean D(G(z))^2`` (Mao et al., 2017; CycleGAN's default).
+
+  ``D`` outputs raw scores (targets 1 for real, 0 for fake); logits 0 give 1.
+  """
+  return jnp.mean((real - 1.0) ** 2) + jnp.mean(fake ** 2)
+
+
+def least_squares_generator(fake: jax.Array) -> jax.Array:
+  """LSGAN's ``mean (D(G(z)) - 1)^2``; logits 0 give 1."""
+  return jnp.mean((fake - 1.0) ** 2)
+
+
 def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array,
                      fake: jax.Array, key: jax.Array, *,
                      axis_name: str | None = None) -> jax.Array:
@@ -97,4 +110,6 @@ LOSSES: dict[str, GanLoss] = {
     "wgan-gp": GanLoss(wasserstein_discriminator, wasserstein_generator, False,
                        True, 5),
     "hinge": GanLoss(hinge_discriminator, wasserstein_generator, False, False, 1),
+    "least-squares": GanLoss(least_squares_discriminator,
+                             least_squares_generator, False, False, 1),
 }

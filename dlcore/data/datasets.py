@@ -3,6 +3,7 @@
 Usage::
 
   data = load_dataset("digits")            # embedded, prepared on first use
+  data = load_dataset("digits32_photo")    # embedded CycleGAN domain (B)
   data = load_dataset("mnist", data_dir)   # any TFDS image/label dataset
   data = load_dataset("path/to/file.npz")  # x_train, y_train, x_test, y_test
 
@@ -24,11 +25,14 @@ import zlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dlcore.data.digit_domains import DOMAIN_BUILDERS
 from dlcore.data.digits import Digits
 from dlcore.errors import ConfigError
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Prepared offline from what scikit-learn ships; see their modules.
+EMBEDDED = {"digits": Digits, **DOMAIN_BUILDERS}
 # A dataset that is not prepared is downloaded; TFDS looks for it first in
 # its bucket on this host. Unreachable within the timeout: no retries.
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)
@@ -222,8 +226,8 @@ def _from_npz(path: pathlib.Path, labels_required: bool = True) -> Dataset:
 
 
 def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-  if name == "digits":
-    return Digits(data_dir=data_dir, file_format="array_record")
+  if name in EMBEDDED:
+    return EMBEDDED[name](data_dir=data_dir, file_format="array_record")
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
@@ -278,8 +282,8 @@ def _no_trace_on_failure(data_dir: str):
 
 
 def _data_source(builder: tfds.core.DatasetBuilder, split: str, data_dir: str):
-  """A random-access array_record source; prepares ``digits`` on first use."""
-  if isinstance(builder, Digits):
+  """A random-access array_record source; prepares embedded data on first use."""
+  if isinstance(builder, tuple(EMBEDDED.values())):
     builder.download_and_prepare()
     return builder.as_data_source(split)
   absl_logger = logging.getLogger("absl")

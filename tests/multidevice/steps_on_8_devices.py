@@ -33,6 +33,8 @@ from jax.sharding import PartitionSpec as P
 
 from dlcore import parallel
 from dlcore.adversarial import GanConfig, create_gan_state, gan_step, train_gan
+from dlcore.adversarial.cyclegan import (NetworkSpec, create_cyclegan_state,
+                                         cyclegan_step)
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import Split, load_dataset
 from dlcore.errors import ConfigError
@@ -178,6 +180,24 @@ def digit_masks(size: int = 16) -> dict[str, np.ndarray]:
   return {"image": images, "label": masks}
 
 
+def cyclegan_state():
+  """CycleGAN on 8x8 images, all four networks on SGD; pools of 5 < 16 images.
+
+  The pools are replicated: every device queries its copy with the global
+  batch's fakes, so after the step they equal the one-device pools.
+  """
+  spec = NetworkSpec(g_width=4, g_blocks=1, g_downsamplings=1, d_width=4,
+                     d_layers=1)
+  return create_cyclegan_state(spec, (8, 8, 1), jax.random.PRNGKey(0),
+                               tx=optax.sgd(0.1), pool_size=5)
+
+
+def cyclegan_batch(size: int = 16) -> dict[str, np.ndarray]:
+  """Unpaired digits: the first ``size`` as domain A, the next as B, in [-1, 1]."""
+  images = digits_batch(2 * size)["image"] * 2.0 - 1.0
+  return {"image_a": images[:size], "image_b": images[size:]}
+
+
 CASES = [
     StepCase("supervised-cnn", train_step,
              functools.partial(classifier_state, "cnn"), digits_batch),
@@ -198,6 +218,8 @@ CASES = [
              {"class_weights": (0.5, 1.0, 2.0, 1.5),
               "augment_config": AugmentConfig(flip=True, max_shift=2,
                                               max_zoom=1.5)}),
+    StepCase("cyclegan-least-squares-pools", cyclegan_step, cyclegan_state,
+             cyclegan_batch),
 ]
 RESNET20 = StepCase("supervised-resnet20", train_step,
                     functools.partial(classifier_state, "resnet20"),
@@ -473,3 +495,4 @@ def test_summed_confusion_matrix_on_8_devices_equals_one_device(mechanism: str):
   assert set(single) >= {"miou", "pixel_accuracy", "iou_0", "loss"}
   counts = jax.jit(segmentation_eval_step)(state, batch)["confusion"].counts
   assert int(counts.sum()) == int(np.sum(batch["label"] != 255))
+
