@@ -221,11 +221,6 @@ CASES = [
     StepCase("cyclegan-least-squares-pools", cyclegan_step, cyclegan_state,
              cyclegan_batch),
 ]
-RESNET20 = StepCase("supervised-resnet20", train_step,
-                    functools.partial(classifier_state, "resnet20"),
-                    digits_batch)
-
-
 @functools.cache
 def one_device_step(case: StepCase):
   """``(initial state, new state, metrics)`` of one device on the whole batch."""
@@ -272,17 +267,6 @@ def test_step_on_8_devices_equals_one_device(case: StepCase, mechanism: str):
   for name, value in host_metrics.items():
     np.testing.assert_allclose(value, expected_metrics[name], rtol=1e-5,
                                err_msg=name)
-
-
-@pytest.mark.slow
-def test_resnet20_batchnorm_statistics_are_those_of_the_whole_batch():
-  """Synchronised BatchNorm in ResNet-20 (shard_map), parameters and statistics."""
-  before, expected, _ = one_device_step(RESNET20)
-  mesh = parallel.data_mesh()
-  state, _ = parallel.wrap(RESNET20.step, mesh, "shard_map")(
-      parallel.replicate(RESNET20.make_state(), mesh),
-      parallel.shard_batch(RESNET20.make_batch(), mesh), jax.random.PRNGKey(1))
-  assert_updates_close(before, parallel.to_host(state), expected)
 
 
 def test_per_device_batchnorm_statistics_would_differ():
