@@ -55,6 +55,7 @@ from dlcore.ppo.losses import gae
 from dlcore.ppo.state import create_actor_critic, create_ppo_state
 from dlcore.ppo.steps import ppo_step
 from dlcore.rl.envs import make_env
+from dlcore.rl.run import whole_run
 
 UPDATE_METRICS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl",
                   "clip_fraction")
@@ -231,15 +232,5 @@ def make_ppo_program(config: PpoConfig) -> PpoProgram:
 
 
 def make_ppo_train(config: PpoConfig) -> Callable[[jax.Array], tuple[Runner, dict]]:
-  """``train(key) -> (runner, metrics)``: the whole run as one pure function.
-
-  ``metrics`` stacks the per-chunk summaries (leading axis ``num_chunks``),
-  so ``jax.jit(jax.vmap(train))(keys)`` trains one seed per key.
-  """
-  program = make_ppo_program(config)
-
-  def train(key: jax.Array) -> tuple[Runner, dict[str, jax.Array]]:
-    return lax.scan(lambda runner, _: program.chunk(runner),
-                    program.init(key), None, length=program.num_chunks)
-
-  return train
+  """``train(key) -> (runner, metrics)``: the whole run as one pure function (``whole_run``)."""
+  return whole_run(make_ppo_program(config))

@@ -46,6 +46,7 @@ from dlcore.qlearning.state import DQNState, create_dqn_state
 from dlcore.qlearning.steps import dqn_step
 from dlcore.rl import replay
 from dlcore.rl.envs import make_env
+from dlcore.rl.run import whole_run
 
 
 @struct.dataclass
@@ -226,15 +227,5 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
 
 
 def make_dqn_train(config: DqnConfig) -> Callable[[jax.Array], tuple[Runner, dict]]:
-  """``train(key) -> (runner, metrics)``: the whole run as one pure function.
-
-  ``metrics`` stacks the per-chunk summaries (leading axis ``num_chunks``),
-  so ``jax.jit(jax.vmap(train))(keys)`` trains one seed per key.
-  """
-  program = make_dqn_program(config)
-
-  def train(key: jax.Array) -> tuple[Runner, dict[str, jax.Array]]:
-    return lax.scan(lambda runner, _: program.chunk(runner),
-                    program.init(key), None, length=program.num_chunks)
-
-  return train
+  """``train(key) -> (runner, metrics)``: the whole run as one pure function (``whole_run``)."""
+  return whole_run(make_dqn_program(config))

@@ -7,6 +7,7 @@ Usage (the shared part of ``dlcore.qlearning.run`` and ``dlcore.ppo.run``)::
                               summarize=summarize, evaluate=evaluate)
   summary = write_summary(config, history, mesh, workdir,
                           eval_names=("eval_return", ...), measures="...")
+  runners, metrics = jax.jit(jax.vmap(whole_run(program)))(keys)  # No loop.
 
 A program has ``init(key) -> runner``, ``chunk(runner) -> (runner,
 metrics)``, ``evaluate(params, key) -> returns``, ``steps_per_chunk`` and
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from jax import lax
 
 from dlcore import files, loop, parallel
 from dlcore.config import experiment_dict
@@ -29,6 +31,19 @@ from dlcore.rl.seeds import per_seed, seed_keys, seed_mesh
 from dlcore.writers import SUMMARY_FILE
 
 EVAL_STREAM = 1  # fold_in(seed_key, EVAL_STREAM) seeds a seed's evaluation.
+
+
+def whole_run(program: Any) -> Callable[[jax.Array], tuple[Any, dict]]:
+  """``train(key) -> (runner, metrics)``: every chunk of ``program`` in one ``lax.scan``.
+
+  ``metrics`` stacks the per-chunk summaries (leading axis ``num_chunks``),
+  so ``jax.jit(jax.vmap(train))(keys)`` trains one seed per key.
+  """
+  def train(key: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
+    return lax.scan(lambda runner, _: program.chunk(runner),
+                    program.init(key), None, length=program.num_chunks)
+
+  return train
 
 
 def per_seed_record(name: str, values: np.ndarray) -> dict[str, Any]:
