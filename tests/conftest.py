@@ -7,6 +7,7 @@ interrupted one did. XLA compiles them at LLVM -O0 (see below).
 """
 
 import dataclasses
+import importlib.util
 import os
 import pathlib
 import struct
@@ -25,6 +26,27 @@ import numpy as np
 import pytest
 
 from dlcore.data import datasets, load_dataset
+
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+
+
+def load_script(name: str):
+  """``experiments/NAME.py`` as a module (its ``main(argv)``), loaded afresh."""
+  spec = importlib.util.spec_from_file_location(f"{name}_script",
+                                                EXPERIMENTS / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def run_script(name: str, argv: list[str]):
+  """Runs ``experiments/NAME.py``'s main as ``python experiments/NAME.py`` would.
+
+  Through ``cli.run``: bad input exits with status 2 and one sentence.
+  """
+  from dlcore import cli  # pylint: disable=import-outside-toplevel
+  return cli.run(lambda: load_script(name).main(argv))
 
 
 @pytest.fixture(scope="session")

@@ -1,40 +1,24 @@
 """experiments/dqn.py end to end: outputs, exact resume, and one sentence per bad input."""
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import pytest
 
+from conftest import load_script, run_script
 from dlcore import files
 from dlcore.checkpoint import Checkpointer
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--total-steps", "1000", "--num-envs", "4", "--buffer-size", "400",
         "--learning-starts", "200", "--batch-size", "16", "--train-every", "4",
         "--target-update-every", "40", "--log-every", "500",
         "--checkpoint-every", "500", "--eval-episodes", "2", "--seeds", "2"]
 
 
-def _script():
-  spec = importlib.util.spec_from_file_location("dqn_script",
-                                                ROOT / "experiments/dqn.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _run(argv):
-  """Runs the script's main as ``python experiments/dqn.py`` would."""
-  from dlcore import cli
-  return cli.run(lambda: _script().main(argv))
-
-
 @pytest.mark.slow
 def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
   full = tmp_path / "full"
-  summary = _run(TINY + ["--workdir", str(full), "--double", "--dueling"])
+  summary = run_script("dqn", TINY + ["--workdir", str(full), "--double", "--dueling"])
   for name in ("metrics.jsonl", "summary.json", "returns.png"):
     assert (full / name).is_file()
   assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["1000", "500"]
@@ -61,11 +45,11 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
     raise KeyboardInterrupt
   monkeypatch.setattr(Checkpointer, "save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    _run(argv)
+    run_script("dqn", argv)
   monkeypatch.setattr(Checkpointer, "save", save)
   assert not (parted / "summary.json").exists()
   with pytest.raises(SystemExit):  # An existing run needs --resume.
-    _run(argv)
+    run_script("dqn", argv)
   assert "--resume" in capsys.readouterr().err
   lowered = []  # Each program JAX lowers (also when its compiled code is cached).
 
@@ -75,7 +59,7 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
       lowered.append(kwargs.get("fun_name"))
   jax.monitoring.register_event_duration_secs_listener(count)
   try:
-    resumed = _run(argv + ["--resume"])
+    resumed = run_script("dqn", argv + ["--resume"])
   finally:
     jax.monitoring.unregister_event_duration_listener(count)
   # The seeds' init and the chunk, this compiled ahead of time (its
@@ -110,7 +94,7 @@ def test_bad_input_one_sentence_and_no_workdir(name, tmp_path, capsys):
   argv, expected = BAD_INPUTS[name]
   workdir = tmp_path / "run"
   with pytest.raises(SystemExit) as exit_info:
-    _run(argv + ["--workdir", str(workdir)])
+    run_script("dqn", argv + ["--workdir", str(workdir)])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: ") and expected in err
@@ -122,7 +106,7 @@ def test_bad_input_one_sentence_and_no_workdir(name, tmp_path, capsys):
 def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
   workdir = tmp_path / "run"
   with pytest.raises(SystemExit) as exit_info:
-    _run(TINY + ["--seeds", "1", "--optimizer.lr", "1e30", "--workdir",
+    run_script("dqn", TINY + ["--seeds", "1", "--optimizer.lr", "1e30", "--workdir",
                  str(workdir)])
   assert exit_info.value.code == 3
   err = capsys.readouterr().err.strip().splitlines()[-1]  # After tqdm's bar.
@@ -141,7 +125,7 @@ def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
 
 def test_help_lists_every_option(capsys):
   with pytest.raises(SystemExit) as exit_info:
-    _script().main(["--help"])
+    load_script("dqn").main(["--help"])
   assert exit_info.value.code == 0
   out = capsys.readouterr().out
   for flag in ("--env", "--total-steps", "--num-envs", "--seeds", "--double",

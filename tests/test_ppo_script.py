@@ -1,33 +1,18 @@
 """experiments/ppo.py end to end: outputs, exact resume, and one sentence per bad input."""
 
-import importlib.util
 import json
-import pathlib
 import shutil
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from conftest import load_script, run_script
+
 # Pendulum (continuous actions, 200-step episodes): 4 chunks of one
 # iteration, 64 steps of each of 2 environments.
 TINY = ["--env", "Pendulum-v1", "--total-steps", "512", "--num-envs", "2",
         "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
         "--log-every", "128", "--checkpoint-every", "256",
         "--eval-episodes", "2", "--seeds", "2", "--hidden-size", "16"]
-
-
-def _script():
-  spec = importlib.util.spec_from_file_location("ppo_script",
-                                                ROOT / "experiments/ppo.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _run(argv):
-  """Runs the script's main as ``python experiments/ppo.py`` would."""
-  from dlcore import cli
-  return cli.run(lambda: _script().main(argv))
 
 
 def _records(workdir):
@@ -38,7 +23,7 @@ def _records(workdir):
 @pytest.mark.slow
 def test_script_end_to_end_and_exact_resume(tmp_path, capsys):
   full = tmp_path / "full"
-  summary = _run(TINY + ["--workdir", str(full)])
+  summary = run_script("ppo", TINY + ["--workdir", str(full)])
   for name in ("metrics.jsonl", "summary.json", "returns.png", "model.txt"):
     assert (full / name).is_file()
   assert sorted(p.name for p in (full / "checkpoints").iterdir()) == [
@@ -66,9 +51,9 @@ def test_script_end_to_end_and_exact_resume(tmp_path, capsys):
   # steps 257 to 512 and the evaluation come out as before.
   shutil.rmtree(full / "checkpoints" / "512")
   with pytest.raises(SystemExit):  # An existing run needs --resume.
-    _run(TINY + ["--workdir", str(full)])
+    run_script("ppo", TINY + ["--workdir", str(full)])
   assert "--resume" in capsys.readouterr().err
-  resumed = _run(TINY + ["--workdir", str(full), "--resume"])
+  resumed = run_script("ppo", TINY + ["--workdir", str(full), "--resume"])
   assert resumed["eval_return_per_seed"] == summary["eval_return_per_seed"]
   assert (resumed["eval_return_stochastic_per_seed"]
           == summary["eval_return_stochastic_per_seed"])
@@ -101,7 +86,7 @@ def test_bad_input_one_sentence_and_no_workdir(name, tmp_path, capsys):
   argv, expected = BAD_INPUTS[name]
   workdir = tmp_path / "run"
   with pytest.raises(SystemExit) as exit_info:
-    _run(argv + ["--workdir", str(workdir)])
+    run_script("ppo", argv + ["--workdir", str(workdir)])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: ") and expected in err
@@ -111,7 +96,7 @@ def test_bad_input_one_sentence_and_no_workdir(name, tmp_path, capsys):
 
 def test_help_lists_every_option(capsys):
   with pytest.raises(SystemExit) as exit_info:
-    _script().main(["--help"])
+    load_script("ppo").main(["--help"])
   assert exit_info.value.code == 0
   out = capsys.readouterr().out
   for flag in ("--env", "--total-steps", "--num-envs", "--num-steps",

@@ -1,15 +1,15 @@
 """Semantic segmentation: models, loss, exact mIoU, joint augmentation, data, the script."""
 
 import functools
-import importlib.util
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+from conftest import run_script
 import tensorflow_datasets as tfds
 
 from dlcore import metrics
@@ -23,7 +23,6 @@ from dlcore.segmentation import (AugmentConfig, augment, pixel_losses,
 from dlcore.segmentation.steps import eval_step
 from dlcore.state import create_train_state
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def small_canvases(n_train: int, n_test: int):
@@ -232,19 +231,6 @@ def test_small_unet_overfits_a_few_canvases():
   assert result["miou"] > 0.9
 
 
-def _script():
-  spec = importlib.util.spec_from_file_location(
-      "segment", ROOT / "experiments" / "segment.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _run(argv):
-  from dlcore import cli  # pylint: disable=import-outside-toplevel
-  return cli.run(lambda: _script().main(argv))
-
-
 @pytest.mark.slow
 def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
   (train, train_masks, _), (test, test_masks, _) = small_canvases(32, 12)
@@ -255,7 +241,7 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
           "--epochs", "2", "--batch-size", "16", "--eval-batch-size", "8",
           "--augment.max-shift", "2", "--optimizer.warmup-steps", "1"]
   full = tmp_path / "full"
-  summary = _run(tiny + ["--workdir", str(full)])
+  summary = run_script("segment", tiny + ["--workdir", str(full)])
   for name in ("metrics.jsonl", "summary.json", "curves.png", "model.txt",
                "samples_000002.png", "samples_000004.png"):
     assert (full / name).is_file(), name
@@ -277,9 +263,9 @@ def test_script_end_to_end_and_exact_resume(tmp_path, monkeypatch, capsys):
     raise KeyboardInterrupt
   monkeypatch.setattr(Checkpointer, "save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    _run(tiny + ["--workdir", str(parted)])
+    run_script("segment", tiny + ["--workdir", str(parted)])
   monkeypatch.setattr(Checkpointer, "save", save)
-  resumed = _run(tiny + ["--workdir", str(parted), "--resume"])
+  resumed = run_script("segment", tiny + ["--workdir", str(parted), "--resume"])
   assert resumed["per_class_iou"] == summary["per_class_iou"]
   again = [json.loads(l) for l in (parted / "metrics.jsonl").read_text().splitlines()]
   assert again == [dict(r, seconds=a["seconds"], steps_per_sec=a["steps_per_sec"])
@@ -298,7 +284,7 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path, argv, message, capsys):
            y_test=test_masks[..., 0])
   workdir = tmp_path / "run"
   with pytest.raises(SystemExit) as exit_info:
-    _run(["--dataset", str(npz), "--workdir", str(workdir)] + argv)
+    run_script("segment", ["--dataset", str(npz), "--workdir", str(workdir)] + argv)
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
   assert not workdir.exists()
