@@ -6,7 +6,6 @@ Each case runs an experiment script's ``main`` under ``cli.run`` (as its
 """
 
 import dataclasses
-import importlib.util
 import math
 import os
 import pathlib
@@ -20,6 +19,7 @@ import typing
 import numpy as np
 import pytest
 
+from conftest import load_script
 from dlcore import cli, errors
 from dlcore.adversarial.fcd import judge_directory
 from dlcore.data import datasets
@@ -31,17 +31,9 @@ SCRIPTS = pathlib.Path(__file__).parent.parent / "experiments"
 CADENCES = {"log_every", "eval_every", "sample_every", "checkpoint_every"}
 
 
-def script(name: str):
-  spec = importlib.util.spec_from_file_location(f"{name}_script",
-                                                SCRIPTS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def refused(capsys, name: str, argv: list[str], workdir: pathlib.Path) -> str:
   """The one sentence ``experiments/<name>.py argv`` exits 2 with; nothing written."""
-  module = script(name)
+  module = load_script(name)
   with pytest.raises(SystemExit) as exit_info:
     cli.run(lambda: module.main([*argv, "--workdir", str(workdir)]))
   err = capsys.readouterr().err
@@ -85,7 +77,7 @@ def outside(interval: Interval) -> list[float]:
   return values
 
 
-CONFIGS = {name: getattr(script(name), attribute)
+CONFIGS = {name: getattr(load_script(name), attribute)
            for name, attribute in (("classify", "ClassifyConfig"),
                                    ("finetune", "FinetuneConfig"),
                                    ("gan", "GanConfig"), ("vae", "VaeConfig"),

@@ -1,8 +1,6 @@
 """Transfer learning: restore, strict merge, reinit, freeze, lr multipliers, subsets, finetune.py."""
 
 import dataclasses
-import importlib.util
-import os
 
 import flax.linen as nn
 import jax
@@ -11,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import small_classify_config, write_npz
-from dlcore import cli, experiment, files, transfer
+from conftest import run_script, small_classify_config, write_npz
+from dlcore import experiment, files, transfer
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import few_shot, load_dataset, parse_classes, select_classes
 from dlcore.errors import ConfigError
@@ -22,7 +20,6 @@ from dlcore.state import create_train_state
 from dlcore.supervised import (FinetuneConfig, eval_step, finetune,
                                train_and_evaluate, train_step)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ConvBN(nn.Module):
@@ -269,15 +266,11 @@ def test_finetune_end_to_end_with_exact_resume(tmp_path, monkeypatch, capsys):
       strip(files.read_jsonl(tmp_path / "straight" / "metrics.jsonl"))
 
   # The command line (in this process): bad input, one sentence, exit 2.
-  spec = importlib.util.spec_from_file_location(
-      "finetune_script", os.path.join(ROOT, "experiments", "finetune.py"))
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
   with pytest.raises(SystemExit) as exit_status:
-    cli.run(lambda: script.main([
+    run_script("finetune", [
         "--dataset", source.dataset, "--model", "mlp", "--init-from",
         str(tmp_path / "source"), "--freeze", "Dense_9/.*",
-        "--workdir", str(tmp_path / "bad")]))
+        "--workdir", str(tmp_path / "bad")])
   assert exit_status.value.code == 2
   assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
       "error: --optimizer.freeze pattern 'Dense_9/.*' matches no parameter path")
