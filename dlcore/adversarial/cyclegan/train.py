@@ -25,20 +25,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from dlcore import files, optim, parallel, plots
+from dlcore import experiment, files, optim, parallel, plots
 from dlcore.adversarial import fcd
 from dlcore.adversarial.cyclegan.objective import cyclegan_objective
 from dlcore.adversarial.cyclegan.quality import (TranslationQuality,
                                                  summarize)
 from dlcore.adversarial.cyclegan.state import NetworkSpec
 from dlcore.adversarial.losses import LOSSES
-from dlcore.config import (SEED_RANGE, STEPS_RANGE, check_ranges,
-                           experiment_dict, field)
+from dlcore.config import SEED_RANGE, STEPS_RANGE, experiment_dict, field
 from dlcore.data import (Dataset, Split, load_dataset, prefetch,
                          steps_per_epoch, train_batches)
 from dlcore.errors import ConfigError
-from dlcore.experiment import DTYPES
-from dlcore.loop import LoopConfig, check_cadences, train
+from dlcore.loop import LoopConfig, train
 
 # CycleGAN's step has no gradient penalty, so WGAN-GP is not offered.
 CYCLEGAN_LOSSES = tuple(name for name, spec in LOSSES.items()
@@ -84,7 +82,7 @@ class CycleGanConfig(parallel.ParallelConfig, LoopConfig):
   optimizer: optim.OptimizerConfig = field(
       CYCLEGAN_OPTIMIZER, "the optimizer of each of the four networks")
   dtype: str = field("float32", "computation dtype; parameters and "
-                     "optimizer state stay float32", choices=DTYPES)
+                     "optimizer state stay float32", choices=experiment.DTYPES)
   classifier_epochs: int = field(10, "epochs of each domain's classifier",
                                  valid="[1, inf)")
   classifier_dir: str | None = field(None, "where the domains' classifiers "
@@ -141,8 +139,7 @@ def check(config: CycleGanConfig, a: Dataset, b: Dataset) -> jax.sharding.Mesh:
   if config.loss not in CYCLEGAN_LOSSES:
     raise ConfigError(f"unknown loss {config.loss!r} for CycleGAN; choose one "
                       f"of {', '.join(CYCLEGAN_LOSSES)}")
-  check_ranges(config)
-  check_cadences(config)
+  experiment.check_options(config)
   optim.check_optimizer(config.optimizer, total_steps=config.steps)
   for data in (a, b):
     if data.num_classes == 0:
@@ -223,20 +220,14 @@ def train_cyclegan(config: CycleGanConfig,
   summary = summarize(history.records[0], history.last, quality.references())
   summary.update(
       {f"classifier_{d}_test_accuracy": quality.judges[d].test_accuracy
-       for d in "ab"},
-      steps=history.records[-1]["step"], train_seconds=history.train_seconds,
-      compile_seconds=history.compile_seconds, num_params=history.num_params,
-      num_devices=mesh.size, config=experiment_dict(config))
+       for d in "ab"})
   if parallel.is_main_process():
     for direction in ("ab", "ba"):
       plots.image_grid(quality.grid(state, direction),
                        workdir / f"translation_{direction}.png")
-    plots.plot_curves(history.records, workdir / "curves.png", x="step", panels={
-        "generators": ["train_g_gan_ab", "train_g_gan_ba"],
-        "cycle": ["train_cycle_a", "train_cycle_b", "cycle_l1"],
-        "discriminators": ["train_d_a_loss", "train_d_b_loss"],
-        "label preservation": ["label_preservation_ab",
-                               "label_preservation_ba"],
-        "fcd": ["fcd_a", "fcd_b"]})
-    files.write_json(workdir / "summary.json", summary)
-  return summary
+  return experiment.finish(config, history, summary, panels={
+      "generators": ["train_g_gan_ab", "train_g_gan_ba"],
+      "cycle": ["train_cycle_a", "train_cycle_b", "cycle_l1"],
+      "discriminators": ["train_d_a_loss", "train_d_b_loss"],
+      "label preservation": ["label_preservation_ab", "label_preservation_ba"],
+      "fcd": ["fcd_a", "fcd_b"]})
