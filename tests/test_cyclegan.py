@@ -2,9 +2,7 @@
 
 import functools
 import json
-import pathlib
 import shutil
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import write_npz
+from conftest import load_script, write_npz
 from dlcore.adversarial.cyclegan import (CycleGanConfig, NetworkSpec,
                                          create_cyclegan_state, create_pool,
                                          cyclegan_step, query_pool,
@@ -26,9 +24,7 @@ from dlcore.checkpoint import Checkpointer
 from dlcore.errors import ConfigError
 from dlcore.optim import OptimizerConfig, learning_rate_schedule
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-import cyclegan  # pylint: disable=wrong-import-position
+cyclegan = load_script("cyclegan")
 
 TINY = NetworkSpec(g_width=4, g_blocks=1, g_downsamplings=1, d_width=4,
                    d_layers=1)

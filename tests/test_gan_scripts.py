@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import tensorboard_values
+from conftest import load_script, tensorboard_values
 from dlcore.adversarial import GanConfig, train_gan
 from dlcore.adversarial.fcd import load_or_train_judge
 from dlcore.checkpoint import Checkpointer
@@ -17,9 +17,7 @@ from dlcore.errors import ConfigError, NonFiniteLossError
 from dlcore.optim import OptimizerConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-import gan  # pylint: disable=wrong-import-position
-import vae  # pylint: disable=wrong-import-position
+gan, vae = load_script("gan"), load_script("vae")
 
 
 @pytest.fixture(scope="module")

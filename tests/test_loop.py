@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import small_classify_config, tensorboard_values, write_npz
+from conftest import (load_script, small_classify_config, tensorboard_values,
+                      write_npz)
 from dlcore import files, loop
 from dlcore.checkpoint import Checkpointer
 from dlcore.errors import ConfigError
@@ -141,11 +142,7 @@ def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
       f"checkpoint in {str(parted)!r}; run the same command with --resume to "
       "continue exactly where it stopped")
 
-  sys.path.insert(0, str(ROOT / "experiments"))
-  try:
-    import classify  # pylint: disable=import-outside-toplevel
-  finally:
-    sys.path.pop(0)
+  classify = load_script("classify")
   classify.main(argv + ["--workdir", str(parted), "--resume"])
   classify.main(argv + ["--workdir", str(straight)])
   restored = []
