@@ -82,7 +82,8 @@ CONFIGS = {name: getattr(load_script(name), attribute)
                                    ("finetune", "FinetuneConfig"),
                                    ("gan", "GanConfig"), ("vae", "VaeConfig"),
                                    ("dqn", "DqnConfig"), ("ppo", "PpoConfig"),
-                                   ("segment", "SegmentConfig"))}
+                                   ("segment", "SegmentConfig"),
+                                   ("cyclegan", "CycleGanConfig"))}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -123,6 +124,7 @@ def test_every_numeric_option_refuses_values_outside_its_stated_range(name):
     ("vae", ["--seed", "4294967296"],
      "--seed must be in [0, 4294967295], got 4294967296"),
     ("dqn", ["--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+    ("cyclegan", ["--pool-size", "-1"], "--pool-size must be at least 0, got -1"),
     ("dqn", ["--total-steps", "5000", "--log-every", "1000"],
      "--total-steps 5000 (a run of 5000 environment steps in whole chunks) "
      "ends before the first gradient update at environment step 10000 "
