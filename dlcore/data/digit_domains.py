@@ -66,17 +66,33 @@ def blend(digits: np.ndarray, patches: np.ndarray) -> np.ndarray:
       np.uint8)
 
 
-def domain_arrays(domain: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """``(images [N, 32, 32, 3] uint8, labels [N])`` of ``domain`` (``"grey"``, ``"photo"``)."""
+def _grey_rows(domain: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """``domain``'s ``split`` before blending: ``(grey digits [N, 32, 32, 3] uint8, labels [N])``."""
   images, labels = _digits_arrays()
   rows = {("grey", "train"): slice(0, HALF),
           ("photo", "train"): slice(HALF, NUM_TRAIN)}.get(
               (domain, split), slice(NUM_TRAIN, NUM_EXAMPLES))
-  images, labels = grey_digits(images[rows]), labels[rows]
+  return grey_digits(images[rows]), labels[rows]
+
+
+def photo_pairs(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(photos, digits, labels)``: ``digits32_photo``'s ``split`` and the grey digit under each photo.
+
+  ``photos[i] = blend(digits[i], patch_i)``; both ``[N, 32, 32, 3]`` uint8.
+  CycleGAN never sees these pairs; they measure what a translator trained
+  on pairs keeps (``experiments/cyclegan_paired_bound.py``).
+  """
+  digits, labels = _grey_rows("photo", split)
+  patches = photo_patches(len(digits), seed=0 if split == "train" else 1)
+  return blend(digits, patches), digits, labels
+
+
+def domain_arrays(domain: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(images [N, 32, 32, 3] uint8, labels [N])`` of ``domain`` (``"grey"``, ``"photo"``)."""
   if domain == "photo":
-    images = blend(images, photo_patches(len(images),
-                                         seed=0 if split == "train" else 1))
-  return images, labels
+    photos, _, labels = photo_pairs(split)
+    return photos, labels
+  return _grey_rows(domain, split)
 
 
 class _DigitDomain(tfds.core.GeneratorBasedBuilder, skip_registration=True):

@@ -152,7 +152,7 @@ def check(config: CycleGanConfig, a: Dataset, b: Dataset) -> jax.sharding.Mesh:
   return mesh
 
 
-def _judge(data: Dataset, name: str, config: CycleGanConfig):
+def domain_judge(data: Dataset, name: str, config: CycleGanConfig) -> fcd.Judge:
   """``data``'s classifier, cached (keyed to the images) in ``classifier_dir``."""
   cache = pathlib.Path(config.classifier_dir or
                        pathlib.Path(config.workdir) / "classifiers")
@@ -192,7 +192,8 @@ def train_cyclegan(config: CycleGanConfig,
   mesh = check(config, a, b)  # Before anything is written.
   workdir = files.prepare_workdir(config.workdir)
   quality = TranslationQuality(
-      _judge(a, config.domain_a, config), _judge(b, config.domain_b, config),
+      domain_judge(a, config.domain_a, config),
+      domain_judge(b, config.domain_b, config),
       a.test, b.test, config.eval_batch_size)
   objective = cyclegan_objective(
       config.spec, a.image_shape,
