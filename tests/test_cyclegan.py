@@ -291,14 +291,14 @@ def test_embedded_domains_are_disjoint_halves_and_pairs_match_them(data_dir):
 
 
 def test_paired_generator_learns_the_digit_under_each_photo():
-  """After 200 steps on pairs, F(photo) is far nearer its own digit than the next photo's (0.41 of it)."""
+  """After 100 steps on pairs, F(photo) is far nearer its own digit than the next photo's (0.52 of it)."""
   bound = load_script("cyclegan_paired_bound")
-  config = CycleGanConfig(steps=200, g_width=4, g_blocks=1, batch_size=8,
+  config = CycleGanConfig(steps=100, g_width=4, g_blocks=1, batch_size=8,
                           optimizer=OptimizerConfig(name="adam", lr=2e-3))
   photos, digits, _ = photo_pairs("test")
   photos, digits = (x.astype(np.float32) / 127.5 - 1.0 for x in (photos,
                                                                   digits))
-  translated = apply(bound.train_paired_generator(config), photos)
+  translated = jax.jit(apply)(bound.train_paired_generator(config), photos)
   own = float(jnp.mean(jnp.abs(translated - digits)))
   others = float(jnp.mean(jnp.abs(translated - np.roll(digits, 1, axis=0))))
   assert own < 0.6 * others, (own, others)
