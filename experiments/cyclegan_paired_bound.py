@@ -25,19 +25,24 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
-from dlcore import cli, experiment, files, optim, plots
-from dlcore.adversarial.cyclegan import CycleGanConfig, create_cyclegan_state
+from dlcore import cli, files, optim, plots
+from dlcore.adversarial.cyclegan import (CycleGanConfig, CycleGanState,
+                                         create_cyclegan_state)
 from dlcore.adversarial.cyclegan.quality import TranslationQuality
-from dlcore.adversarial.cyclegan.train import domain_judge, load_domains
-from dlcore.config import experiment_dict, parse_args
+from dlcore.adversarial.cyclegan.train import check, domain_judge, load_domains
+from dlcore.config import experiment_dict, field, parse_args
 from dlcore.data import Split, train_batches
 from dlcore.data.digit_domains import photo_pairs
 from dlcore.errors import ConfigError
-from flax.training.train_state import TrainState
-from tqdm import tqdm
 
-DEFAULT_WORKDIR = "runs/cyclegan_paired_bound"
+
+@dataclasses.dataclass(frozen=True)
+class PairedBoundConfig(CycleGanConfig):
+  """``experiments/cyclegan.py``'s options, F's shape and training among them."""
+  workdir: str = field("runs/cyclegan_paired_bound", "where summary.json and "
+                       "the grid go")
 
 
 def paired_step(state, photos: jax.Array, digits: jax.Array):
@@ -49,52 +54,49 @@ def paired_step(state, photos: jax.Array, digits: jax.Array):
   return state.apply_gradients(grads=grads), loss
 
 
-def train_paired_generator(config: CycleGanConfig) -> TrainState:
-  """F of ``experiments/cyclegan.py``'s initial state, trained on ``photo_pairs("train")``."""
+def train_paired_generator(config: CycleGanConfig) -> CycleGanState:
+  """``experiments/cyclegan.py``'s initial state, its F trained on ``photo_pairs("train")``."""
   photos, digits, _ = photo_pairs("train")
   scale = lambda images: images.astype(np.float32) / 127.5 - 1.0
   photos, digits = scale(photos), scale(digits)
   init_key, _ = jax.random.split(jax.random.PRNGKey(config.seed))
-  f = create_cyclegan_state(
+  state = create_cyclegan_state(
       config.spec, photos.shape[1:], init_key,
-      tx=optim.create_optimizer(config.optimizer, config.steps)).generator_ba
+      tx=optim.create_optimizer(config.optimizer, config.steps))
+  f = state.generator_ba
   step = jax.jit(paired_step, donate_argnums=0)
   batches = train_batches(Split(photos, np.arange(len(photos))),
                           config.batch_size, config.seed)
   for _, batch in zip(tqdm(range(config.steps), desc="paired F"), batches):
     f, _ = step(f, batch["image"], digits[batch["label"]])
-  return f
+  return state.replace(generator_ba=f)
 
 
 def main(argv=None) -> dict:
-  config, default = parse_args(CycleGanConfig, __doc__, argv), CycleGanConfig()
-  if config.workdir == default.workdir:
-    config = dataclasses.replace(config, workdir=DEFAULT_WORKDIR)
+  config = parse_args(PairedBoundConfig, __doc__, argv)
+  default = PairedBoundConfig()
   if (config.domain_a, config.domain_b) != (default.domain_a,
                                             default.domain_b):
     raise ConfigError(
         f"only the embedded domains {default.domain_a} and "
         f"{default.domain_b} have pairs; leave options domain_a and "
         "domain_b at their defaults")
-  experiment.check_options(config)
   a, b = load_domains(config)
+  check(config, a, b)  # experiments/cyclegan.py's checks, before any write.
   workdir = files.prepare_workdir(config.workdir)
   quality = TranslationQuality(domain_judge(a, config.domain_a, config),
                                domain_judge(b, config.domain_b, config),
                                a.test, b.test, config.eval_batch_size)
   start = time.perf_counter()
-  f = train_paired_generator(config)
+  state = train_paired_generator(config)
   seconds = time.perf_counter() - start
-  state = create_cyclegan_state(config.spec, a.image_shape,
-                                jax.random.PRNGKey(0)).replace(generator_ba=f)
-  measures, references = quality(state), quality.references()
-  summary = {name: value for name, value in {**measures, **references}.items()
+  measures = {**quality.measure(state, "ba"), **quality.references()}
+  summary = {name: value for name, value in measures.items()
              if name.startswith(("label_preservation_ba", "fcd_a"))}
   summary.update(steps=config.steps, train_seconds=seconds,
                  config=experiment_dict(config))
   files.write_json(workdir / "summary.json", summary)
-  translated, _ = quality.translate(state, "ba", b.test.images[:10])
-  plots.image_grid(np.concatenate([b.test.images[:10], translated]),
+  plots.image_grid(quality.grid(state, "ba")[:20],  # Sources, translations.
                    workdir / "translation_ba.png")
   print(f"paired F: label preservation B->A "
         f"{summary['label_preservation_ba']:.3f} (untranslated "

@@ -298,18 +298,24 @@ def test_paired_generator_learns_the_digit_under_each_photo():
   photos, digits, _ = photo_pairs("test")
   photos, digits = (x.astype(np.float32) / 127.5 - 1.0 for x in (photos,
                                                                   digits))
-  translated = jax.jit(apply)(bound.train_paired_generator(config), photos)
+  translated = jax.jit(apply)(
+      bound.train_paired_generator(config).generator_ba, photos)
   own = float(jnp.mean(jnp.abs(translated - digits)))
   others = float(jnp.mean(jnp.abs(translated - np.roll(digits, 1, axis=0))))
   assert own < 0.6 * others, (own, others)
 
 
-def test_paired_bound_script_refuses_other_domains(tmp_path, capsys):
+@pytest.mark.parametrize("argv,message", [
+    (["--domain-b", "digits"],
+     "only the embedded domains digits32 and digits32_photo have pairs"),
+    (["--g-downsamplings", "6"],
+     "images of 32x32 pixels do not fit a generator with 6 down-samplings"),
+])
+def test_paired_bound_script_refuses_bad_input_before_writing(
+    argv, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    run_script("cyclegan_paired_bound", ["--domain-b", "digits",
-                                         "--workdir", str(tmp_path / "run")])
+    run_script("cyclegan_paired_bound",
+               argv + ["--workdir", str(tmp_path / "run")])
   assert exit_info.value.code == 2
-  assert "only the embedded domains digits32 and digits32_photo have pairs" \
-      in capsys.readouterr().err
+  assert message in capsys.readouterr().err
   assert not (tmp_path / "run").exists()
-

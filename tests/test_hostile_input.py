@@ -19,14 +19,13 @@ import typing
 import numpy as np
 import pytest
 
-from conftest import load_script
+from conftest import EXPERIMENTS, load_script
 from dlcore import cli, errors
 from dlcore.adversarial.fcd import judge_directory
 from dlcore.data import datasets
 from dlcore.config import Interval, check_ranges
 from dlcore.errors import ConfigError
 
-SCRIPTS = pathlib.Path(__file__).parent.parent / "experiments"
 # Cadences are checked by ``loop.check_cadences`` (0 or a positive multiple).
 CADENCES = {"log_every", "eval_every", "sample_every", "checkpoint_every"}
 
@@ -329,7 +328,7 @@ def test_unreachable_coordinator_times_out_with_one_sentence(tmp_path):
       [sys.executable, "-c", first_lines, "--coordinator-address",
        f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1",
        "--coordinator-timeout", "2"], cwd=tmp_path, env={
-           **os.environ, "PYTHONPATH": str(SCRIPTS.parent)},
+           **os.environ, "PYTHONPATH": str(EXPERIMENTS.parent)},
       capture_output=True, text=True, check=False, timeout=120)
   assert result.returncode == 2, result.stderr
   assert result.stderr.splitlines() == [

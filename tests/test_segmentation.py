@@ -8,10 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-from conftest import run_script
 import tensorflow_datasets as tfds
 
+from conftest import run_script
 from dlcore import metrics
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import canvases, load_segmentation_dataset

@@ -221,6 +221,8 @@ CASES = [
     StepCase("cyclegan-least-squares-pools", cyclegan_step, cyclegan_state,
              cyclegan_batch),
 ]
+
+
 @functools.cache
 def one_device_step(case: StepCase):
   """``(initial state, new state, metrics)`` of one device on the whole batch."""
@@ -479,4 +481,3 @@ def test_summed_confusion_matrix_on_8_devices_equals_one_device(mechanism: str):
   assert set(single) >= {"miou", "pixel_accuracy", "iou_0", "loss"}
   counts = jax.jit(segmentation_eval_step)(state, batch)["confusion"].counts
   assert int(counts.sum()) == int(np.sum(batch["label"] != 255))
-

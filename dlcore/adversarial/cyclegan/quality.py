@@ -73,18 +73,20 @@ class TranslationQuality:
       reconstructions.append(rec[:len(chunk)])
     return np.concatenate(fakes), np.concatenate(reconstructions)
 
+  def measure(self, state: CycleGanState, direction: str) -> dict[str, float]:
+    """One direction's measures: for ``"ab"``, ``label_preservation_ab``, ``fcd_b``, ``cycle_l1_a``."""
+    source, target = direction
+    test, judge = self.tests[source], self.judges[target]
+    fake, rec = self.translate(state, direction, test.images)
+    return {f"label_preservation_{direction}": judge.accuracy(fake, test.labels),
+            f"fcd_{target}": frechet_distance(self.real_features[target],
+                                              judge.features(fake)),
+            f"cycle_l1_{source}": float(2.0 * np.mean(np.abs(rec - test.images)))}
+
   def __call__(self, state: CycleGanState) -> dict[str, float]:
     measures = {}
     for direction in DIRECTIONS:
-      source, target = direction
-      test, judge = self.tests[source], self.judges[target]
-      fake, rec = self.translate(state, direction, test.images)
-      measures[f"label_preservation_{direction}"] = judge.accuracy(
-          fake, test.labels)
-      measures[f"fcd_{target}"] = frechet_distance(
-          self.real_features[target], judge.features(fake))
-      measures[f"cycle_l1_{source}"] = float(
-          2.0 * np.mean(np.abs(rec - test.images)))
+      measures.update(self.measure(state, direction))
     measures["cycle_l1"] = (measures["cycle_l1_a"] + measures["cycle_l1_b"]) / 2
     return measures
 
