@@ -1,4 +1,4 @@
-"""The CycleGAN workload, registered when ``dlcore.adversarial.cyclegan`` exists.
+"""The CycleGAN workload, registered when ``dlcore.cyclegan`` exists.
 
 Usage: imported by ``benchmarks.workloads``; then ``python -m benchmarks
 --workloads cyclegan``.
@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks import baseline
 from benchmarks.workloads import Workload, register
-from dlcore.adversarial.cyclegan import (CycleGanConfig, create_cyclegan_state,
+from dlcore.cyclegan import (CycleGanConfig, create_cyclegan_state,
                                          cyclegan_step)
 
 SHAPE = (32, 32, 3)

@@ -1,4 +1,4 @@
-"""PPO workloads, registered when ``dlcore.ppo`` exists.
+"""PPO workloads, registered when ``dlcore.rl.ppo`` exists.
 
 Usage: imported by ``benchmarks.workloads``; then ``python -m benchmarks
 --workloads ppo_loop,ppo_loop_8_seeds``.
@@ -18,7 +18,7 @@ import jax
 
 from benchmarks import baseline
 from benchmarks.workloads import Workload, register
-from dlcore.ppo import PpoConfig, create_actor_critic, make_ppo_program
+from dlcore.rl.ppo import PpoConfig, create_actor_critic, make_ppo_program
 
 ITERATIONS_PER_CHUNK = 16
 STEPS_PER_CHUNK = ITERATIONS_PER_CHUNK * 4 * 128  # PpoConfig's num_envs x num_steps
@@ -36,8 +36,10 @@ def _seeded(init, chunk, key: jax.Array, seeds: int):
 def _loop(seeds: int):
   def build(batch, dtype, key):
     del batch, dtype
-    program = make_ppo_program(PpoConfig(log_every=STEPS_PER_CHUNK))
-    return _seeded(program.init, program.chunk, key, seeds)
+    program = make_ppo_program(PpoConfig(chunk_steps=STEPS_PER_CHUNK))
+    return _seeded(program.init,
+                   lambda runner: program.chunk(runner, ITERATIONS_PER_CHUNK),
+                   key, seeds)
   return build
 
 

@@ -1,4 +1,4 @@
-"""DQN workloads, registered when ``dlcore.qlearning`` exists.
+"""DQN workloads, registered when ``dlcore.rl.dqn`` exists.
 
 Usage: imported by ``benchmarks.workloads``; then ``python -m benchmarks
 --workloads dqn_update,dqn_loop``.
@@ -23,8 +23,8 @@ import optax
 from benchmarks import baseline
 from benchmarks.workloads import Workload, register
 from dlcore.models.qnetworks import create_q_network
-from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step
-from dlcore.qlearning import make_dqn_program
+from dlcore.rl.dqn import DqnConfig, create_dqn_state, dqn_step
+from dlcore.rl.dqn import make_dqn_program
 
 OBS_SHAPE, NUM_ACTIONS = (4,), 2  # CartPole-v1
 STEPS_PER_CHUNK = 10_000
@@ -60,12 +60,13 @@ def _update_baseline(batch, dtype, key):
 
 def _loop(batch, dtype, key):
   del batch, dtype
-  program = make_dqn_program(DqnConfig(log_every=STEPS_PER_CHUNK,
-                                       learning_starts=STEPS_PER_CHUNK))
+  config = DqnConfig(chunk_steps=STEPS_PER_CHUNK,
+                     learning_starts=STEPS_PER_CHUNK)
+  program = make_dqn_program(config)
 
   def chunk(runner, batch, key):
     del batch, key  # The run draws its own keys and data.
-    return program.chunk(runner)
+    return program.chunk(runner, STEPS_PER_CHUNK // config.num_envs)
 
   return jax.jit(chunk, donate_argnums=0), program.init(key)
 

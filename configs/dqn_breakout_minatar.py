@@ -3,7 +3,7 @@
   python experiments/dqn.py --config configs/dqn_breakout_minatar.py
 """
 
-from dlcore.qlearning import DqnConfig
+from dlcore.rl.dqn import DqnConfig
 
 
 def get_config() -> DqnConfig:

@@ -9,7 +9,7 @@ CPU cores).
 """
 
 from dlcore.optim import OptimizerConfig
-from dlcore.ppo import PpoConfig
+from dlcore.rl.ppo import PpoConfig
 
 
 def get_config() -> PpoConfig:
@@ -18,5 +18,5 @@ def get_config() -> PpoConfig:
       num_steps=128, update_epochs=4, num_minibatches=8,
       optimizer=OptimizerConfig(name="adam", lr=5e-4, schedule="linear",
                                 clip_norm=0.5),
-      activation="relu", log_every=131_072, checkpoint_every=1_048_576,
+      activation="relu", chunk_steps=131_072, checkpoint_every=1_048_576,
       workdir="runs/ppo_breakout_minatar")

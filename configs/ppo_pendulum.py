@@ -9,7 +9,7 @@ steps (25 chunks of 40,960).
 """
 
 from dlcore.optim import OptimizerConfig
-from dlcore.ppo import PpoConfig
+from dlcore.rl.ppo import PpoConfig
 
 
 def get_config() -> PpoConfig:
@@ -19,4 +19,4 @@ def get_config() -> PpoConfig:
       optimizer=OptimizerConfig(name="adam", lr=1e-3, schedule="linear",
                                 clip_norm=0.5),
       gamma=0.9, ent_coef=0.0, reward_scale=0.1, clip_value=False,
-      log_every=40_960, eval_episodes=100, workdir="runs/ppo_pendulum")
+      chunk_steps=40_960, eval_episodes=100, workdir="runs/ppo_pendulum")

@@ -84,16 +84,18 @@ class _RaisedAgain(logging.Filter):
     return not (record.exc_info and f"{os.sep}orbax{os.sep}" in record.pathname)
 
 
-_RAISED_AGAIN = _RaisedAgain()
-
-
 class Checkpointer:
   """A thin wrapper over ``orbax.checkpoint.CheckpointManager``."""
 
   def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3,
                read_only: bool = False):
-    """``read_only``: another run's checkpoints (damaged ones are skipped, not moved)."""
-    logging.getLogger("absl").addFilter(_RAISED_AGAIN)  # Added once.
+    """``read_only``: another run's checkpoints (damaged ones are skipped, not moved).
+
+    While it is open, Orbax's logged tracebacks are dropped (``_RaisedAgain``);
+    ``close`` removes that filter again.
+    """
+    self._quiet = _RaisedAgain()
+    logging.getLogger("absl").addFilter(self._quiet)
     self.directory = pathlib.Path(os.path.abspath(directory))
     self.read_only = read_only
     self._saving: int | None = None
@@ -207,9 +209,12 @@ class Checkpointer:
         shutil.rmtree(tmp, ignore_errors=True)
 
   def close(self):
-    """Finishes the saves in flight and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Finishes the saves in flight, releases the manager and the log filter."""
+    try:
+      self._manager.wait_until_finished()
+      self._manager.close()
+    finally:
+      logging.getLogger("absl").removeFilter(self._quiet)
 
 
 def _first_line(error: Exception) -> str:

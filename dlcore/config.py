@@ -1,24 +1,29 @@
-"""Experiment configs: frozen dataclasses, parsed from the command line by tyro.
+"""Experiment configs: frozen dataclasses, checked by one field walker, parsed by tyro.
 
 Usage::
 
   @dataclasses.dataclass(frozen=True)
   class OptimizerConfig:
     name: str = field("adam", "update rule", choices=("adam", "sgd"))
-    lr: float = field(1e-3, "peak learning rate")
+    lr: float = field(1e-3, "peak learning rate", valid="(0, inf)")
 
   @dataclasses.dataclass(frozen=True)
   class Config:
-    epochs: int = field(10, "passes over the training set")
+    epochs: int = field(10, "passes over the training set", valid="[1, inf)")
     optimizer: OptimizerConfig = field(OptimizerConfig(lr=3e-3), "optimizer")
 
   config = parse_args(Config, description="Train a classifier.")
   # python train.py --epochs 3 --optimizer.lr 0.01 --config configs/big.py
+  validate(config)   # ConfigError: "option optimizer.lr must be positive, got 0.0"
 
-Each field's default, help text and choices live in one place, the
+Each field's default, help text, choices and range live in one place, the
 dataclass. A field whose default is a frozen dataclass is a section: its
-fields become ``--section.name`` flags. ``--help`` lists every option once,
-with its help, its choices and its default.
+fields become ``--section.name`` flags. ``validate`` walks every field once,
+sections included: its type (a float batch size, a string where a tuple of
+patterns belongs), its ``choices`` and its ``valid`` range; drivers call it
+first, and everything after it trusts the values. Cross-field and
+data-dependent checks belong to each experiment's plan
+(``dlcore.experiment.plan``).
 
 Config files follow ml_collections (``--config file.py`` calls the file's
 ``get_config()``), except that ``get_config()`` returns the typed config
@@ -27,15 +32,16 @@ command-line flags keep their short names (``--lr``, not ``--config.lr``).
 The file supplies the defaults; flags override them, wherever they stand.
 
 Bad command-line input (an unknown flag, a value of the wrong type, a value
-outside the choices) exits with status 2 and one line ``error: ...`` on
-stderr. tyro reports such input to the hook of its private module
-``tyro._errors`` (the same in tyro 1.0.16 and 1.0.17), which turns each
-report into one sentence before tyro draws its box.
+outside the choices, a config file that cannot be used) exits with status
+2 and one line ``error: ...`` on stderr: before tyro parses (through its
+public API), ``command_line_error`` reads the arguments against the
+config's options and says in one sentence what is wrong with the first bad
+token. Input it finds nothing wrong with is tyro's to parse (and, should
+tyro still refuse it, to explain).
 """
 
 import dataclasses
 import difflib
-import functools
 import importlib.util
 import inspect
 import json
@@ -45,11 +51,11 @@ import re
 import shutil
 import sys
 import textwrap
+import types
 import typing
 from typing import Annotated, Any, Literal, Sequence, TypeVar
 
 import tyro
-from tyro import _errors as tyro_errors
 from tyro.constructors import (ConstructorRegistry, StructConstructorSpec,
                                StructFieldSpec, StructTypeInfo)
 
@@ -66,7 +72,7 @@ STEPS_RANGE = "[1, 2147483647]"
 # Options that do not change what a run computes: a resumed run may differ
 # from the recorded one in these (where it runs, how often it reports and
 # saves), and in nothing else.
-RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel",
+RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel", "mesh",
                "coordinator_address", "num_processes", "process_id",
                "coordinator_timeout",
                "log_every", "eval_every", "sample_every", "checkpoint_every")
@@ -74,7 +80,7 @@ RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel",
 
 def field(default: Any, help: str, choices: Sequence[str] | None = None,  # pylint: disable=redefined-builtin
           valid: str | None = None):
-  """A dataclass field carrying its command-line help text (and choices).
+  """A dataclass field carrying its command-line help text, choices and range.
 
   ``--help`` appends ``(default: VALUE)`` to ``help``, unless ``help`` ends
   with its own parenthesis about the default, such as ``"devices to use
@@ -82,9 +88,8 @@ def field(default: Any, help: str, choices: Sequence[str] | None = None,  # pyli
 
   ``valid`` is a numeric option's range in interval notation: ``"(0, inf)"``
   (positive), ``"[1, inf)"``, ``"[0, 1)"``, ``"[0, 4294967295]"``.
-  ``--help`` shows it, and ``check_ranges`` (run by ``parse_args``) refuses
-  a value outside it, NaN included, in one sentence that states it; an
-  optional option's None is not checked.
+  ``--help`` shows it, and ``validate`` refuses a value outside it (NaN
+  included); an optional option's None is not checked.
   """
   if valid is not None:
     Interval.parse(valid)  # A typo fails where the option is declared.
@@ -125,24 +130,99 @@ class Interval:
     return f"in {self.text}"
 
 
-def check_ranges(config: Any, prefix: str = "") -> None:
-  """Raises ``ConfigError`` for the first option of ``config`` outside its ``valid`` range.
+# ---------------------------------------------------------------------------
+# The field walker.
 
-  Reaches into sections (fields that are configs themselves); the sentence
-  names the option dotted from ``prefix`` (``option optimizer.lr must be
-  positive, got 0.0``).
+def _optional(kind: Any) -> tuple[Any, bool]:
+  """``(X, True)`` for ``X | None``; ``(kind, False)`` otherwise."""
+  if typing.get_origin(kind) in (typing.Union, types.UnionType):
+    members = [a for a in typing.get_args(kind) if a is not type(None)]
+    if len(members) == 1 and len(typing.get_args(kind)) == 2:
+      return members[0], True
+  return kind, False
+
+
+def _type_name(kind: Any) -> str:
+  """How a sentence names a type: "an integer", "a tuple of strings"."""
+  names = {bool: "true or false", int: "an integer", float: "a number",
+           str: "a string"}
+  if kind in names:
+    return names[kind]
+  if typing.get_origin(kind) is tuple:
+    element = typing.get_args(kind)[0]
+    plural = {str: "strings", float: "numbers", int: "integers"}[element]
+    return f"a tuple of {plural}"
+  return f"a {kind.__name__}"
+
+
+def _has_type(value: Any, kind: Any) -> bool:
+  if kind is bool:
+    return isinstance(value, bool)
+  if kind is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if kind is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if kind is str:
+    return isinstance(value, str)
+  if typing.get_origin(kind) is tuple:
+    element = typing.get_args(kind)[0]
+    return isinstance(value, tuple) and all(_has_type(v, element)
+                                            for v in value)
+  return type(value) is kind  # pylint: disable=unidiomatic-typecheck
+
+
+def _describe_value(value: Any) -> str:
+  """A number as itself; anything else with its type: ``'32' (a str)``."""
+  if isinstance(value, (int, float)) and not isinstance(value, bool):
+    return str(value)
+  return f"{value!r} (a {type(value).__name__})"
+
+
+def validate(config: Any, prefix: str = "") -> None:
+  """Raises ``ConfigError`` for the first option of ``config`` that is not valid.
+
+  Walks every field once, sections included: the value must have the
+  field's type (an int where ``int`` is declared, never a float; a tuple of
+  strings, never a string; a section of exactly its declared class), be
+  one of its ``choices`` and lie in its ``valid`` range. The sentence
+  names the option dotted from ``prefix``: ``option optimizer.lr must be
+  positive, got 0.0``.
   """
+  hints = typing.get_type_hints(type(config))
   for f in dataclasses.fields(config):
     value, name = getattr(config, f.name), prefix + f.name
+    kind, optional = _optional(hints[f.name])
+    if value is None and optional:
+      continue
+    if not _has_type(value, kind):
+      if isinstance(value, tuple) and typing.get_origin(kind) is tuple:
+        bad = next(v for v in value
+                   if not _has_type(v, typing.get_args(kind)[0]))
+        raise ConfigError(f"option {name} must be {_type_name(kind)}, got "
+                          f"{value!r} (holding {bad!r})")
+      raise ConfigError(f"option {name} must be {_type_name(kind)}"
+                        + (" or None" if optional else "")
+                        + f", got {_describe_value(value)}")
     if dataclasses.is_dataclass(value):
-      check_ranges(value, f"{name}.")
-    elif f.metadata.get("valid") is not None and value is not None:
+      validate(value, f"{name}.")
+      continue
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+      raise ConfigError(f"option {name} must be one of {', '.join(choices)}, "
+                        f"got {value!r}")
+    if f.metadata.get("valid") is not None:
       interval = Interval.parse(f.metadata["valid"])
-      if value not in interval:
-        finite = " and finite" if value in (math.inf, -math.inf) else ""
-        raise ConfigError(f"option {name} must be {interval.describe()}"
-                          f"{finite}, got {value}")
+      for v in value if isinstance(value, tuple) else (value,):
+        if v not in interval:
+          unbounded = math.inf in (abs(interval.low), abs(interval.high))
+          finite = (" and finite" if unbounded and v in (math.inf, -math.inf)
+                    else "")
+          raise ConfigError(f"option {name} must be {interval.describe()}"
+                            f"{finite}, got {v}")
 
+
+# ---------------------------------------------------------------------------
+# The command line.
 
 def flag(name: str) -> str:
   """The flag of option ``name``: ``optimizer.weight_decay`` -> ``--optimizer.weight-decay``."""
@@ -168,9 +248,9 @@ _STATED_DEFAULT = re.compile(r"(.*?)\s*(\([^()]*\bdefault\b[^()]*\))", re.DOTALL
 
 @_REGISTRY.struct_rule
 def _config_spec(info: StructTypeInfo) -> StructConstructorSpec | None:
-  """How tyro builds a config: ``choices`` become a ``Literal`` (checked when
-  parsed, listed in ``--help``), and a help's own parenthesis about the
-  default replaces tyro's ``(default: ...)``."""
+  """How tyro builds a config: ``choices`` become a ``Literal`` (listed in
+  ``--help``), and a help's own parenthesis about the default replaces
+  tyro's ``(default: ...)``."""
   if not _is_config(info.type):
     return None
   hints = typing.get_type_hints(info.type)
@@ -192,54 +272,173 @@ def _config_spec(info: StructTypeInfo) -> StructConstructorSpec | None:
   return StructConstructorSpec(instantiate=info.type, fields=tuple(specs))
 
 
-def _leaves(tree: dict[str, Any], prefix: str = ""):
-  """(dotted name, value) of every non-dict leaf of a nested dict, in order."""
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      yield from _leaves(value, f"{prefix}{key}.")
+@dataclasses.dataclass(frozen=True)
+class _Option:
+  """One leaf option as the command line sees it."""
+  name: str  # Dotted: "optimizer.lr".
+  kind: Any
+  optional: bool
+  choices: Sequence[str] | None
+
+
+def _options(config_cls: type, prefix: str = "") -> list[_Option]:
+  """Every leaf option of ``config_cls``, sections' dotted, in order."""
+  hints = typing.get_type_hints(config_cls)
+  found = []
+  for f in dataclasses.fields(config_cls):
+    kind, optional = _optional(hints[f.name])
+    if dataclasses.is_dataclass(kind):
+      found += _options(kind, f"{prefix}{f.name}.")
     else:
-      yield prefix + key, value
+      found.append(_Option(prefix + f.name, kind, optional,
+                           f.metadata.get("choices")))
+  return found
 
 
-def _flags(config_cls: type) -> list[str]:
-  """Every flag of ``config_cls``: sections' as ``--section.name``, bools' also as ``--no-name``."""
-  names = []
-  for name, value in _leaves(dataclasses.asdict(config_cls())):
-    names.append(flag(name))
-    if isinstance(value, bool):
-      section, dot, last = name.rpartition(".")
-      names.append(flag(f"{section}{dot}no_{last}"))
-  return names
+def _metavar(option: _Option) -> str:
+  name = {int: "INT", float: "FLOAT", str: "STR"}.get(option.kind)
+  if typing.get_origin(option.kind) is tuple:
+    name = f"{_metavar(_Option('', typing.get_args(option.kind)[0], False, None))} ..."
+  return f"{name} or None" if option.optional else name
+
+
+def _converts(text: str, option: _Option) -> bool:
+  if option.optional and text == "None":
+    return True
+  kind = option.kind
+  if typing.get_origin(kind) is tuple:
+    kind = typing.get_args(kind)[0]
+  try:
+    kind(text)
+  except ValueError:
+    return False
+  return True
+
+
+def command_line_error(config_cls: type, argv: Sequence[str]) -> str | None:
+  """One sentence on what is wrong with ``argv`` for ``config_cls``; None if nothing is found.
+
+  It reads ``argv`` as tyro does (``--name VALUE``, ``--name=VALUE``,
+  ``--flag`` / ``--no-flag`` for booleans, a tuple option taking the values
+  up to the next flag, ``_`` and ``-`` alike in names) and names the first
+  unknown flag (with the closest known one), missing value, value that is
+  not of the option's type, value outside the option's choices or
+  unexpected positional argument.
+  """
+  options = {flag(o.name): o for o in _options(config_cls)}
+  negations = {flag(o.name.rpartition(".")[0] + ("." if "." in o.name else "")
+                    + "no_" + o.name.rpartition(".")[2]): o
+               for o in options.values() if o.kind is bool}
+  known = ["--config", "--help"] + sorted(options) + sorted(negations)
+  i = 0
+  while i < len(argv):
+    token = argv[i]
+    i += 1
+    if not token.startswith("--"):
+      return f"unexpected argument {token!r}; see --help for the options"
+    name, equals, inline = token.partition("=")
+    name = "--" + name[2:].replace("_", "-")
+    if name == "--config":
+      i += 0 if equals else 1
+      continue
+    option = options.get(name) or negations.get(name)
+    if option is None:
+      close = difflib.get_close_matches(name, known, n=1)
+      return f"unrecognized option {name}; " + (
+          f"did you mean {close[0]}?" if close else "see --help for the options")
+    if option.kind is bool:
+      if equals:
+        return f"{name} takes no value, got {inline!r}"
+      continue
+    if equals:
+      values = [inline]
+    else:
+      values = []
+      while i < len(argv) and not argv[i].startswith("--"):
+        values.append(argv[i])
+        i += 1
+        if typing.get_origin(option.kind) is not tuple:
+          break
+    if not values and typing.get_origin(option.kind) is not tuple:
+      return f"{name} expects a value ({_metavar(option)})"
+    for value in values:
+      if option.choices is not None and value not in option.choices:
+        return (f"invalid choice: {value!r} for {name}; choose one of "
+                f"{', '.join(option.choices)}")
+      if not _converts(value, option):
+        return f"{name} expects {_metavar(option)}, got {value!r}"
+  return None
 
 
 def load_config_file(path: str | pathlib.Path, config_cls: type[T]) -> T:
   """The ``config_cls`` returned by ``get_config()`` of the Python file ``path``.
 
   Raises:
-    ConfigError: the file is missing, defines no ``get_config``, or its
-      ``get_config()`` returns something other than a ``config_cls``.
+    ConfigError: one sentence naming the file and what is wrong with it:
+      missing, a directory, a syntax error, an import that fails or exits,
+      no ``get_config``, a ``get_config`` that takes arguments or raises, or
+      one that returns anything but a ``config_cls`` itself (a subclass is
+      another experiment).
   """
   path = pathlib.Path(path)
+  where = f"config file {str(path)!r}"
+  if path.is_dir():
+    raise ConfigError(f"{where} is a directory; give a Python file whose "
+                      f"get_config() returns a {config_cls.__name__}")
   if not path.is_file():
-    raise ConfigError(f"config file {str(path)!r} does not exist")
+    raise ConfigError(f"{where} does not exist")
   spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not callable(getattr(module, "get_config", None)):
-    raise ConfigError(f"config file {str(path)!r} defines no get_config(); "
-                      f"it should return a {config_cls.__name__}")
-  config = module.get_config()
-  if not isinstance(config, config_cls):
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f"{where} has a syntax error at line {e.lineno}: "
+                      f"{e.msg}") from None
+  except SystemExit:
+    raise ConfigError(f"{where} calls sys.exit() when it is loaded; a config "
+                      "file should only define get_config()") from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"{where} cannot be loaded: {type(e).__name__}: "
+                      f"{_first_line(e)}") from None
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise ConfigError(f"{where} defines no get_config(); it should "
+                      f"return a {config_cls.__name__}")
+  try:
+    inspect.signature(get_config).bind()
+  except TypeError:
+    raise ConfigError(f"get_config() of {str(path)!r} must take no "
+                      "arguments") from None
+  try:
+    config = get_config()
+  except SystemExit:
+    raise ConfigError(f"get_config() of {str(path)!r} calls sys.exit(); it "
+                      f"should return a {config_cls.__name__}") from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"get_config() of {str(path)!r} raised "
+                      f"{type(e).__name__}: {_first_line(e)}") from None
+  if type(config) is not config_cls:  # pylint: disable=unidiomatic-typecheck
     raise ConfigError(f"get_config() of {str(path)!r} returned a "
                       f"{type(config).__name__}, not a {config_cls.__name__}")
+  try:
+    validate(config)
+  except ConfigError as e:
+    raise ConfigError(f"get_config() of {str(path)!r} returned a config "
+                      f"whose {str(e).removeprefix('option ')}") from None
   return config
+
+
+def _first_line(error: BaseException) -> str:
+  return (str(error).strip().splitlines() or [""])[0][:200]
 
 
 def _config_file_argument(argv: Sequence[str]) -> str | None:
   """The value of the last ``--config FILE`` (or ``--config=FILE``) in ``argv``."""
   path = None
   for i, token in enumerate(argv):
-    if token == "--config" and i + 1 < len(argv):
+    if token == "--config":
+      if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+        raise ConfigError("--config expects a value (FILE)")
       path = argv[i + 1]
     elif token.startswith("--config="):
       path = token.partition("=")[2]
@@ -282,82 +481,32 @@ def _terminal_text(docstring: str) -> str:
   return "\n\n".join(blocks)
 
 
-def _given_value(option: str, argv: Sequence[str]) -> str:
-  """The value last given to flag ``option`` in ``argv`` (``--x V`` or ``--x=V``)."""
-  given = [argv[i].partition("=")[2] if "=" in argv[i] else argv[i + 1]
-           for i in range(len(argv))
-           if argv[i].partition("=")[0].replace("_", "-") == option]
-  return given[-1]
-
-
-def _sentence(event: tyro_errors.ParseErrorEvent, argv: Sequence[str],
-              known_flags: Sequence[str]) -> str | None:
-  """One sentence for tyro's report of bad input; None for reports it cannot phrase."""
-  if isinstance(event, tyro_errors.InvalidChoice):
-    option = event.argument.lowered.name_or_flags[0]
-    return (f"invalid choice: {event.value!r} for {option}; choose one of "
-            f"{', '.join(event.choices)}")
-  if (isinstance(event, tyro_errors.InstantiationFailure)
-      and event.argument is not None):
-    option = event.argument.lowered.name_or_flags[0]
-    return (f"{option} expects {event.argument.lowered.metavar}, got "
-            f"{_given_value(option, argv)!r}")
-  if isinstance(event, tyro_errors.BadValue) and event.offending_value is None:
-    option = event.argument.lowered.name_or_flags[0]
-    return f"{option} expects a value ({event.argument.lowered.metavar})"
-  if isinstance(event, tyro_errors.UnrecognizedArgs):
-    token = next((t for t in event.tokens if t.startswith("-")), None)
-    if token is None:
-      return (f"unexpected argument {event.tokens[0]!r}; see --help for "
-              "the options")
-    close = difflib.get_close_matches(token.partition("=")[0], known_flags, n=1)
-    return f"unrecognized option {token}; " + (
-        f"did you mean {close[0]}?" if close else "see --help for the options")
-  return None
-
-
 def parse_args(config_cls: type[T], description: str,
                argv: Sequence[str] | None = None) -> T:
   """Parses ``argv`` (default: ``sys.argv[1:]``) into a ``config_cls``.
 
   ``--config FILE`` supplies the defaults (see ``load_config_file``); the
-  other flags override them. ``--help`` prints every option and exits 0; bad
-  input (a value outside its ``valid`` range too), or a ``ConfigError``
-  from ``config_cls`` itself, prints one line
-  ``error: ...`` to stderr and exits with status 2.
+  other flags override them. ``--help`` prints every option and exits 0;
+  bad input prints one line ``error: ...`` to stderr and exits with status
+  2. The values are not validated here: the driver calls ``validate``.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
-  known_flags = ["--config", "--help"] + _flags(config_cls)
-
-  def raise_one_sentence(event: tyro_errors.ParseErrorEvent) -> None:
-    sentence = _sentence(event, argv, known_flags)
-    if sentence is not None:
-      raise ConfigError(sentence)
-
   try:
     path = _config_file_argument(argv)
     defaults = (config_cls() if path is None
                 else load_config_file(path, config_cls))
-    with tyro_errors.on_parse_error(raise_one_sentence):
-      config = tyro.cli(_command(config_cls, defaults), args=argv,
-                        description=_terminal_text(description),
-                        registry=_REGISTRY)
-    check_ranges(config)
-    return config
+    command = _command(config_cls, defaults)
+    options = dict(description=_terminal_text(description), args=argv,
+                   registry=_REGISTRY)
+    if "-h" in argv or "--help" in argv:
+      return tyro.cli(command, **options)  # Prints the help, exits 0.
+    sentence = command_line_error(config_cls, argv)
+    if sentence is not None:
+      raise ConfigError(sentence)
+    return tyro.cli(command, **options)  # Its own message for the rest.
   except ConfigError as e:  # Also from the config's own checks.
     print(f"error: {with_flags(str(e))}", file=sys.stderr)
     sys.exit(2)
-
-
-def check_positive(config, *names: str) -> None:
-  """Raises ``ConfigError`` naming the first option among ``names`` below 1.
-
-  A name may be dotted (``"optimizer.warmup_steps"``) to reach into a section.
-  """
-  for name in names:
-    value = functools.reduce(getattr, name.split("."), config)
-    if value < 1:
-      raise ConfigError(f"option {name} must be at least 1, got {value}")
 
 
 def to_dict(config) -> dict[str, Any]:
@@ -373,6 +522,15 @@ def experiment_dict(config) -> dict[str, Any]:
   """
   return json.loads(json.dumps(
       {k: v for k, v in to_dict(config).items() if k != "resume"}))
+
+
+def _leaves(tree: dict[str, Any], prefix: str = ""):
+  """(dotted name, value) of every non-dict leaf of a nested dict, in order."""
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield prefix + key, value
 
 
 _ABSENT = object()

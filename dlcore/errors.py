@@ -2,7 +2,7 @@
 
 A ``ConfigError`` carries one sentence that names the problem and the valid
 choices; the experiment scripts print it without a traceback and exit with
-status 2 (divergence: 3; a full disk: 74; preemption: 75). Library messages name options as
+status 2 (divergence: 3; a full disk: 74; a signal: 75). Library messages name options as
 ``option NAME`` (its config field); the command line shows them as flags.
 Anything else is a bug and keeps its traceback.
 
@@ -88,6 +88,18 @@ class Preempted(RuntimeError):
         f"{signal_name} received: stopped after step {step} and saved a "
         f"checkpoint in {workdir!r}; run the same command with option resume "
         "to continue exactly where it stopped")
+
+
+class Interrupted(RuntimeError):
+  """A signal stopped the script outside training, or a second one during it."""
+
+  def __init__(self, signal_name: str, during_training: bool = False):
+    super().__init__(
+        f"a second {signal_name} stopped training at once; the last saved "
+        "checkpoint is intact: run the same command with option resume to "
+        "continue from it" if during_training else
+        f"{signal_name} received before training started: stopped, nothing "
+        "had been saved yet; run the same command again to start")
 
 
 class DiskFull(OSError):

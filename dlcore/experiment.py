@@ -1,36 +1,52 @@
-"""An objective trained on a dataset in a workdir: what every data-driven experiment shares.
+"""An objective trained in a workdir: the configs, plan and driver every experiment shares.
 
 Usage (the whole driver of an objective)::
 
-  data = load_dataset(config.dataset, config.data_dir)
-  objective = classifier_objective(model, tx)
-  state, history = experiment.fit(objective, data, config, num_steps=1000,
-                                  desc="cnn on digits")
-  experiment.finish(config, history, {"test_accuracy": ...},
-                    panels={"loss": ["train_loss", "test_loss"]})
+  def train_and_evaluate(config: ClassifyConfig) -> dict:
+    validate(config)                                  # each option, once
+    data = load_dataset(config.dataset, config.data_dir)
+    plan = experiment.plan(config, num_steps=..., steps_per_epoch=...,
+                           optimizers={"optimizer": (config.optimizer, shapes)})
+    objective = classifier_objective(model, plan.optimizers["optimizer"])
+    stream = data_stream(data, config)
+    state, history = experiment.fit(objective, stream, config, plan,
+                                    desc="cnn on digits")
+    return experiment.finish(config, history, {"test_accuracy": ...},
+                             panels={"loss": ["train_loss", "test_loss"]})
 
-``fit`` builds the device mesh, the keys, the state and the sharded batch
-stream, wraps the objective's steps for many devices, and hands them to
-``dlcore.loop.train`` (the only place with side effects), evaluating the
-objective's ``eval_step`` on the test split and saving its ``sample``
-grids at their cadences. ``finish`` writes ``summary.json`` and
-``curves.png``. Evaluation and samples use the EMA of the parameters when
-the optimizer keeps one.
+``plan`` makes every cross-field and data-dependent check before anything
+is written and returns what it derived (the device mesh, the step count,
+the cadences, the optimizers); ``fit`` trusts it. ``fit`` builds the keys,
+the state and the sharded batch stream, wraps the objective's steps for
+many devices and hands them to ``dlcore.loop.train`` (the only place with
+side effects), evaluating the objective's ``eval_step`` on the stream's
+test batches and saving its ``sample`` grids at their cadences.
+``finish`` writes ``summary.json`` and ``curves.png``. Evaluation and
+samples use the EMA of the parameters when the optimizer keeps one.
+
+A stream is any object with ``batches(start) -> iterator`` (the global
+training batch of step ``start``, ``start + 1``, ...: numpy pytrees, or
+None for an objective that makes its own data) and ``test_batches() ->
+iterable`` (padded, masked evaluation batches; empty when there are none).
+``DatasetStream`` streams one image dataset.
 """
 
 import dataclasses
 import pathlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from dlcore import files, metrics, optim, parallel, plots
-from dlcore.config import SEED_RANGE, check_ranges, experiment_dict, field
+from dlcore.config import SEED_RANGE, experiment_dict, field
 from dlcore.data import (Dataset, Split, eval_batches, prefetch,
-                         steps_per_epoch, train_batches)
-from dlcore.loop import History, LoopConfig, check_cadences, train
+                         train_batches)
+from dlcore.data import steps_per_epoch as steps_per_epoch_of
+from dlcore.errors import ConfigError
+from dlcore.loop import Cadences, History, train
 from dlcore.objective import Objective
 from dlcore.writers import SUMMARY_FILE
 
@@ -38,8 +54,30 @@ DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig(parallel.ParallelConfig, LoopConfig):
-  """Options every data-driven experiment shares (each script sets its defaults)."""
+class RunConfig(parallel.ParallelConfig):
+  """Options of every run: its seed, its workdir, how often it records and saves.
+
+  A cadence is a number of steps; 0 means "at the last step only" (the
+  last step always records, evaluates, samples and saves).
+  """
+  seed: int = field(0, "seed of initialisation, shuffling and noise",
+                    valid=SEED_RANGE)
+  log_every: int = field(100, "steps between metrics records (each the mean "
+                         "over the steps since the last; 0: at the end "
+                         "only)", valid="[0, inf)")
+  eval_every: int = field(500, "steps between evaluations (0: at the end "
+                          "only)", valid="[0, inf)")
+  checkpoint_every: int = field(500, "steps between checkpoints (0: at the "
+                                "end only; the last step is always saved)",
+                                valid="[0, inf)")
+  workdir: str = field("runs/experiment", "where metrics, plots and "
+                       "checkpoints go")
+  resume: bool = field(False, "continue from the latest checkpoint in workdir")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig(RunConfig):
+  """Options of a run on one dataset (each script sets its defaults)."""
   dataset: str = field("digits", "digits (embedded), a TFDS name such as "
                        "mnist or cifar10, or a path to an .npz file")
   data_dir: str | None = field(None, "TFDS data directory (default "
@@ -51,24 +89,155 @@ class ExperimentConfig(parallel.ParallelConfig, LoopConfig):
                                valid="[1, inf)")
   dtype: str = field("float32", "computation dtype; parameters and "
                      "optimizer state stay float32", choices=DTYPES)
-  seed: int = field(0, "seed of initialisation, shuffling and noise",
-                    valid=SEED_RANGE)
-  workdir: str = field("runs/experiment", "where metrics, plots and "
-                       "checkpoints go")
-  resume: bool = field(False, "continue from the latest checkpoint in workdir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What a run's options and data imply, derived once before anything is written.
+
+  Attributes:
+    mesh: the devices the run computes on.
+    num_steps: the run's steps (a compiled RL chunk counts its environment
+      steps).
+    every: the cadences, each 0 (at the end only) or a multiple of
+      ``steps_per_call``.
+    optimizers: each network's transformation, by its config section.
+    steps_per_epoch: records carry ``epoch`` when set.
+    steps_per_call: steps one call of the train step makes.
+    population: the state's leading axis holds this many independent
+      members (RL seeds) spread over the mesh; 0 for one state replicated.
+  """
+  mesh: jax.sharding.Mesh
+  num_steps: int
+  every: Cadences
+  optimizers: dict[str, optax.GradientTransformation]
+  steps_per_epoch: int | None = None
+  steps_per_call: int = 1
+  population: int = 0
+
+
+def cadence(config: Any, name: str, *, steps_per_call: int = 1,
+            per_epoch: int | None = None) -> int:
+  """Option ``name`` of ``config`` in steps: None becomes ``per_epoch``; 0 and multiples of ``steps_per_call`` pass.
+
+  ``ConfigError`` names the option when it is not a whole number of calls.
+  """
+  value = getattr(config, name, 0)
+  if value is None:
+    value = per_epoch
+  if value % steps_per_call:
+    raise ConfigError(f"option {name} must be 0 (at the end only) or a "
+                      f"multiple of the {steps_per_call} steps of one "
+                      f"compiled call, got {value}")
+  return value
+
+
+def plan(config: RunConfig, *, num_steps: int,
+         optimizers: dict[str, tuple[optim.OptimizerConfig, Any, int]] = {},  # pylint: disable=dangerous-default-value
+         steps_per_epoch: int | None = None, steps_per_call: int = 1,
+         batch_size: int | None = None, num_train: int | None = None,
+         population: int = 0, mesh: jax.sharding.Mesh | None = None,
+         cadences: dict[str, int] | None = None) -> Plan:
+  """Checks what the options imply together and derives the run's ``Plan``.
+
+  Args:
+    config: a validated config (``dlcore.config.validate``).
+    num_steps: the run's steps.
+    optimizers: ``{section: (optimizer config, parameter shapes or None,
+      updates its schedules count)}``; each is checked against its network
+      and built.
+    steps_per_epoch: cadences given as None mean once per epoch.
+    steps_per_call: steps one compiled call makes (cadences are multiples).
+    batch_size: a global batch that must split evenly over the devices
+      (and, with ``num_train``, fit in the training set).
+    num_train: the training set's examples.
+    population: independent members of the state (they must split evenly
+      over the devices).
+    mesh: the devices (default: ``config.devices`` of every process).
+    cadences: ``{"log", "eval", "sample", "checkpoint"}`` already in steps
+      (default: from the options ``log_every`` ... ``checkpoint_every``).
+  """
+  mesh = mesh or parallel.data_mesh(config.devices)
+  if batch_size is not None:
+    if num_train is not None:
+      steps_per_epoch_of(num_train, batch_size)
+    parallel.check_divisible(batch_size, mesh)
+  every = Cadences(**(cadences or {
+      kind: cadence(config, f"{kind}_every", steps_per_call=steps_per_call,
+                    per_epoch=steps_per_epoch)
+      for kind in ("log", "eval", "sample", "checkpoint")}))
+  built = {}
+  for name, (opt_config, params, num_updates) in optimizers.items():
+    optim.check_optimizer(opt_config, params, total_steps=num_updates,
+                          prefix=name)
+    built[name] = optim.create_optimizer(opt_config, num_updates)
+  return Plan(mesh, num_steps, every, built, steps_per_epoch, steps_per_call,
+              population)
+
+
+class Stream(Protocol):
+  """A run's data; see the module docstring."""
+
+  def batches(self, start: int) -> Iterator[Any]: ...
+
+  def test_batches(self) -> Iterable[dict[str, np.ndarray]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetStream:
+  """Shuffled training batches and exact test batches of one dataset.
+
+  Batch ``s`` is ``train_batches(train, batch_size, seed)``'s ``s``-th, so
+  it depends only on ``(seed, s)``; ``prepare`` maps each batch (e.g. to
+  a generator's [-1, 1]).
+  """
+  train: Split
+  test: Split | None
+  batch_size: int
+  eval_batch_size: int
+  seed: int
+  prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+
+  @classmethod
+  def of(cls, data: Dataset, config: ExperimentConfig, **kwargs) -> "DatasetStream":
+    return cls(data.train, data.test, config.batch_size,
+               config.eval_batch_size, config.seed, **kwargs)
+
+  def batches(self, start: int) -> Iterator[dict[str, np.ndarray]]:
+    stream = train_batches(self.train, self.batch_size, self.seed, start)
+    return stream if self.prepare is None else map(self.prepare, stream)
+
+  def test_batches(self) -> Iterable[dict[str, np.ndarray]]:
+    if self.test is None:
+      return ()
+    stream = eval_batches(self.test, self.eval_batch_size)
+    return stream if self.prepare is None else map(self.prepare, stream)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoData:
+  """The stream of an objective that makes its own data (an RL agent): None at every step."""
+
+  def batches(self, start: int) -> Iterator[None]:
+    del start
+    while True:
+      yield None
+
+  def test_batches(self) -> Iterable[dict[str, np.ndarray]]:
+    return ()
 
 
 def evaluate(eval_fn: Callable[..., metrics.Collection], state: Any,
-             split: Split, batch_size: int, mesh=None,
+             batches: Iterable[dict[str, np.ndarray]], mesh=None,
              key: jax.Array | None = None) -> dict[str, float]:
-  """Exact metrics over every example of ``split``: merged sums, computed once.
+  """Exact metrics over every example of ``batches``: merged sums, computed once.
 
   ``eval_fn(state, batch[, key])`` returns mergeable metrics; with a
   ``key``, batch ``i`` gets ``fold_in(key, i)``. With a ``mesh``, ``eval_fn``
   is ``parallel.wrap(eval_step, mesh, ...)`` and each batch is padded
   (masked) to a multiple of the device count and sharded over the devices.
   """
-  batches, sharding = eval_batches(split, batch_size), None
+  sharding = None
   if mesh is not None:
     batches = (parallel.shard_batch(parallel.pad_batch(b, mesh.size), mesh)
                for b in batches)
@@ -80,64 +249,71 @@ def evaluate(eval_fn: Callable[..., metrics.Collection], state: Any,
   return metrics.compute(parallel.to_host(total))
 
 
-def check_options(config: ExperimentConfig) -> None:
-  """Raises ``ConfigError`` for an option outside its range or a bad cadence.
+def population_objective(objective: Objective, size: int) -> Objective:
+  """``objective`` for ``size`` independent members stacked on a leading axis.
 
-  Drivers call it first, before any data is loaded.
+  ``init(keys, batch)`` starts member ``i`` from ``keys[i]`` (``keys`` is
+  ``[size, 2]``); every member takes the same batch and step key (an RL
+  member carries its own keys). No function communicates across members,
+  so the leading axis may be split over devices.
   """
-  check_ranges(config)
-  check_cadences(config)
+  def init(keys, batch, *, axis_name=None):
+    del axis_name
+    return jax.vmap(lambda k: objective.init(k, batch))(keys)
+
+  def train_step(states, batch, key, *, axis_name=None):
+    del axis_name
+    return jax.vmap(lambda s: objective.train_step(s, batch, key))(states)
+
+  return Objective(init=init, train_step=train_step)
 
 
-def check(config: ExperimentConfig, data: Dataset):
-  """The device mesh, once ``config`` is known to fit ``data`` (else ``ConfigError``).
-
-  Call it before anything is written; ``fit`` calls it too.
-  """
-  check_options(config)
-  steps_per_epoch(len(data.train), config.batch_size)
-  mesh = parallel.data_mesh(config.devices)
-  parallel.check_divisible(config.batch_size, mesh)
-  return mesh
-
-
-def fit(objective: Objective, data: Dataset, config: ExperimentConfig, *,
-        num_steps: int, desc: str, every: LoopConfig | None = None,
-        prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+def fit(objective: Objective, stream: Stream, config: RunConfig, plan: Plan,  # pylint: disable=redefined-outer-name
+        *, desc: str,
         evaluate_fn: Callable[[Any], dict[str, Any]] | None = None,
         evaluate_first: bool = False,
-        steps_per_epoch: int | None = None) -> tuple[Any, History]:
-  """Trains ``objective`` on ``data.train`` as ``config`` says; returns the state and history.
+        summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None,
+        ) -> tuple[Any, History]:
+  """Trains ``objective`` on ``stream`` as ``plan`` says; returns the state and history.
 
   Args:
-    objective: its ``eval_step`` (if any) runs on ``data.test`` at the eval
-      cadence, reported as ``test_<name>``; its ``sample`` (if any) is saved
-      as an image grid at the sample cadence.
-    data: the dataset.
-    config: an ``ExperimentConfig``.
-    num_steps: training steps.
+    objective: its ``eval_step`` (if any) runs on ``stream.test_batches()``
+      at the eval cadence, reported as ``test_<name>``; its ``sample`` (if
+      any) is saved as an image grid at the sample cadence. With
+      ``plan.population`` it is one member's (``population_objective``).
+    stream: the data (see the module docstring).
+    config: the run's options (``seed``, ``workdir``, ``resume``,
+      ``parallel``; all of them are recorded with each checkpoint).
+    plan: from ``plan``.
     desc: the progress bar's label.
-    every: cadences (default: those of ``config``).
-    prepare: maps each numpy batch before it is sharded (e.g. rescaling).
     evaluate_fn: ``evaluate(state) -> {name: value}`` added to evaluations.
     evaluate_first: a fresh run also evaluates its initial state (step 0).
-    steps_per_epoch: records carry ``epoch``.
+    summarize: the loop's record of the calls since the last one (default:
+      the mean of each metric, as ``train_<name>``).
   """
-  mesh = check(config, data)
+  mesh = plan.mesh
   workdir = files.prepare_workdir(config.workdir)
-  prepare = prepare or (lambda batch: batch)
   init_key, loop_key, eval_key, sample_key = jax.random.split(
       jax.random.PRNGKey(config.seed), 4)
-  first = prepare(next(train_batches(data.train, config.batch_size,
-                                     config.seed)))
-  state = parallel.replicate(objective.init(init_key, first), mesh)
-  step_fn = parallel.wrap(objective.train_step, mesh, config.parallel,
-                          donate_argnums=0)
+  first = next(stream.batches(0))
+  if plan.population:
+    members = population_objective(objective, plan.population)
+    keys = parallel.shard_batch(
+        np.asarray(jax.random.split(init_key, plan.population)), mesh)
+    state = parallel.wrap(members.init, mesh, config.parallel,
+                          sharded_argnums=(0,), shard_outputs=True)(
+                              keys, first)
+    step_fn = parallel.wrap(members.train_step, mesh, config.parallel,
+                            sharded_argnums=(0,), shard_outputs=True,
+                            donate_argnums=0)
+  else:
+    state = parallel.replicate(objective.init(init_key, first), mesh)
+    step_fn = parallel.wrap(objective.train_step, mesh, config.parallel,
+                            donate_argnums=0)
 
   def batches(start: int):
-    stream = map(prepare, train_batches(data.train, config.batch_size,
-                                        config.seed, start))
-    return prefetch((parallel.shard_batch(b, mesh) for b in stream),
+    return prefetch((None if b is None else parallel.shard_batch(b, mesh)
+                     for b in stream.batches(start)),
                     sharding=parallel.batch_sharding(mesh))
 
   evaluations = []
@@ -145,8 +321,7 @@ def fit(objective: Objective, data: Dataset, config: ExperimentConfig, *,
     eval_fn = parallel.wrap(objective.eval_step, mesh, config.parallel)
     evaluations.append(lambda state: {
         f"test_{k}": v for k, v in evaluate(
-            eval_fn, state, data.test, config.eval_batch_size, mesh,
-            eval_key).items()})
+            eval_fn, state, stream.test_batches(), mesh, eval_key).items()})
   if evaluate_fn is not None:
     evaluations.append(evaluate_fn)
 
@@ -161,16 +336,18 @@ def fit(objective: Objective, data: Dataset, config: ExperimentConfig, *,
         sample_fn(optim.with_ema_params(state), sample_key))
 
   return train(
-      state, step_fn, batches, key=loop_key, num_steps=num_steps,
-      workdir=workdir, every=every or config,
+      state, step_fn, batches, key=loop_key, num_steps=plan.num_steps,
+      workdir=workdir, every=plan.every,
       evaluate=evaluate_all if evaluations else None, sample=sample,
       resume=config.resume, config=experiment_dict(config),
-      steps_per_epoch=steps_per_epoch, evaluate_first=evaluate_first,
+      steps_per_call=plan.steps_per_call, summarize=summarize,
+      steps_per_epoch=plan.steps_per_epoch, evaluate_first=evaluate_first,
       desc=f"{desc}, {mesh.size} device(s)")
 
 
-def finish(config: Any, history: History, summary: dict[str, Any], *,
-           panels: dict[str, list[str]], x: str = "step") -> dict[str, Any]:
+def finish(config: RunConfig, history: History, summary: dict[str, Any], *,
+           panels: dict[str, list[str]] | None = None,
+           x: str = "step") -> dict[str, Any]:
   """Adds the run's facts to ``summary``, writes it and ``curves.png``; returns it."""
   summary = {**summary, "steps": history.records[-1]["step"],
              "train_seconds": history.train_seconds,
@@ -182,8 +359,9 @@ def finish(config: Any, history: History, summary: dict[str, Any], *,
              "config": experiment_dict(config)}
   if parallel.is_main_process():
     workdir = pathlib.Path(config.workdir)
-    plots.plot_curves(history.records, workdir / "curves.png", x=x,
-                      panels=panels)
+    if panels:
+      plots.plot_curves(history.records, workdir / "curves.png", x=x,
+                        panels=panels)
     files.write_json(workdir / SUMMARY_FILE, summary)
   return summary
 

@@ -24,8 +24,20 @@ NON_FINITE = "non_finite"
 
 
 def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
-  """Creates ``workdir`` if needed; checks that it is writable and no run holds it."""
+  """Creates ``workdir`` if needed; checks that it is writable and no run holds it.
+
+  ``ConfigError`` says what the path is when it cannot be one: empty, a
+  regular file, a dangling symbolic link or a loop of them, or not
+  writable.
+  """
+  if not str(workdir).strip():
+    raise ConfigError("option workdir is empty; give a directory for the "
+                      "run's results")
   path = pathlib.Path(workdir)
+  what = _unusable(path)
+  if what:
+    raise ConfigError(f"workdir {str(path)!r} {what}; choose another with "
+                      "option workdir")
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
@@ -36,6 +48,27 @@ def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
         "choose another with option workdir") from None
   lock.check_free(path)
   return path
+
+
+def _unusable(path: pathlib.Path) -> str | None:
+  """Why ``path`` (or the first of its parents that exists) cannot hold a directory, or None."""
+  for part in [path, *path.parents]:
+    if part.is_symlink():
+      try:
+        part.resolve(strict=True)
+      except RuntimeError:
+        return f"is a loop of symbolic links ({str(part)!r})"
+      except OSError:
+        return (f"is a symbolic link to {os.readlink(part)!r}, which does "
+                "not exist" if part == path else
+                f"lies under a symbolic link {str(part)!r} to "
+                f"{os.readlink(part)!r}, which does not exist")
+    if part.exists():
+      if not part.is_dir():
+        return ("is a file, not a directory" if part == path else
+                f"lies under {str(part)!r}, which is a file")
+      return None
+  return None
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -4,7 +4,7 @@ Usage::
 
   state, history = loop.train(
       state, step_fn, batches, key=key, num_steps=10_000, workdir=workdir,
-      every=LoopConfig(log_every=100, eval_every=5_000, checkpoint_every=1_000),
+      every=Cadences(log=100, eval=5_000, sample=5_000, checkpoint=1_000),
       evaluate=lambda state: {"test_accuracy": ...},
       sample=lambda state: images)                 # [N, H, W, C] in [0, 1]
 
@@ -13,21 +13,25 @@ Step ``s`` (0-based; with ``steps_per_call = k`` the call covering steps
 that ``batches(s)`` yields first, so a run resumed from a checkpoint repeats
 exactly what an uninterrupted run does. Each cadence is independent:
 
-- every ``log_every`` steps the metrics of the steps since the last record
+- every ``every.log`` steps the metrics of the steps since the last record
   are fetched from the device in one transfer, checked (the first NaN or
   infinite value stops the run with ``NonFiniteLossError`` before anything
   is saved), averaged and appended to ``metrics.jsonl`` and TensorBoard;
-- every ``eval_every`` steps ``evaluate(state)`` adds to that step's record;
-- every ``sample_every`` steps ``sample(state)`` becomes an image grid;
-- every ``checkpoint_every`` steps an asynchronous Orbax save starts
+- every ``every.eval`` steps ``evaluate(state)`` adds to that step's record;
+- every ``every.sample`` steps ``sample(state)`` becomes an image grid;
+- every ``every.checkpoint`` steps an asynchronous Orbax save starts
   (after the NaN check of every step it holds); training goes on meanwhile.
 
 A cadence of 0 means "at the last step only"; at the last step everything
 happens. The step is compiled ahead of time (``lower().compile()``) and
 its compile time reported. SIGTERM or SIGINT (a preempted job, Ctrl-C)
 finishes the current step, saves a checkpoint and raises ``Preempted``;
-a second signal stops at once. Only process 0 writes files; Orbax
-coordinates the checkpoint writes of all processes.
+the checkpoint also holds the metrics of the steps since the last record,
+so a resumed run's ``metrics.jsonl`` is exactly an uninterrupted run's
+(its records fall on the same steps and average the same steps; only
+their ``seconds`` differ). A second signal stops at once (``Interrupted``).
+Only process 0 writes files; Orbax coordinates the checkpoint writes of
+all processes.
 """
 
 import contextlib
@@ -48,28 +52,29 @@ from jax.experimental import multihost_utils
 
 from dlcore import files
 from dlcore.checkpoint import Checkpointer
-from dlcore.config import differences, field
-from dlcore.errors import (ConfigError, DiskFull, NonFiniteLossError,
-                           Preempted, divergence_cause, first_non_finite)
+from dlcore.config import differences
+from dlcore.errors import (ConfigError, DiskFull, Interrupted,
+                           NonFiniteLossError, Preempted, divergence_cause,
+                           first_non_finite)
 from dlcore.lock import WorkdirLock
-from dlcore.writers import (METRICS_FILE, MODEL_FILE, SUMMARY_FILE, Writer,
-                            parameter_table)
+from dlcore.writers import (METRICS_FILE, MODEL_FILE, SUMMARY_FILE,
+                            TENSORBOARD_DIR, Writer, parameter_table)
 
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
 CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclasses.dataclass(frozen=True)
-class LoopConfig:
-  """How often the loop logs, evaluates, samples and saves (in steps; 0: at the end)."""
-  log_every: int = field(100, "steps between metrics records (each the mean "
-                         "over the steps since the last)")
-  eval_every: int = field(500, "steps between evaluations (0: at the end "
-                          "only)")
-  sample_every: int = field(500, "steps between sample grids (0: at the end "
-                            "only)")
-  checkpoint_every: int = field(500, "steps between checkpoints (0: at the "
-                                "end only; the last step is always saved)")
+class Cadences:
+  """How often the loop records, evaluates, samples and saves, in steps.
+
+  Each is 0 ("at the last step only") or a multiple of the steps one call
+  makes; ``dlcore.experiment.plan`` derives them from a config's options.
+  """
+  log: int
+  eval: int
+  sample: int
+  checkpoint: int
 
 
 @dataclasses.dataclass
@@ -90,18 +95,9 @@ class History:
     return merged
 
 
-def check_cadences(every: LoopConfig, steps_per_call: int = 1) -> None:
-  """Raises ``ConfigError`` for a negative cadence or one that is not a whole number of calls."""
-  for f in dataclasses.fields(LoopConfig):  # Also of configs that extend it.
-    value = getattr(every, f.name)
-    if value < 0 or value % steps_per_call:
-      raise ConfigError(f"option {f.name} must be 0 (at the end only) or a "
-                        f"positive multiple of {steps_per_call}, got {value}")
-
-
 def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
           *, key: jax.Array, num_steps: int, workdir: pathlib.Path,
-          every: LoopConfig, evaluate: Callable[[Any], dict[str, Any]] | None = None,
+          every: Cadences, evaluate: Callable[[Any], dict[str, Any]] | None = None,
           sample: Callable[[Any], np.ndarray] | None = None,
           resume: bool = False, config: dict[str, Any] | None = None,
           steps_per_call: int = 1,
@@ -135,7 +131,6 @@ def train(state: Any, step_fn: StepFn, batches: Callable[[int], Iterator[Any]],
     evaluate_first: a fresh run also evaluates the initial state (step 0).
     desc: the progress bar's label.
   """
-  check_cadences(every, steps_per_call)
   main = jax.process_index() == 0
   workdir.mkdir(parents=True, exist_ok=True)
   with WorkdirLock(workdir) if main else contextlib.nullcontext():
@@ -154,8 +149,8 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
   checkpointer = Checkpointer(workdir / CHECKPOINT_DIR)
   writer = None
   try:
-    state, start, records = _restore_or_start(state, workdir, resume, config,
-                                              checkpointer)
+    state, start, records, resumed = _restore_or_start(
+        state, workdir, resume, config, checkpointer)
     if main and (records or (workdir / METRICS_FILE).exists()):
       files.write_jsonl(workdir / METRICS_FILE, records)
     table, num_params = parameter_table(state)
@@ -183,13 +178,17 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
     summarize = summarize or _mean_metrics
     due = lambda cadence, done: (done == num_steps
                                  or (cadence and done % cadence == 0))
-    pending: list[Any] = []
-    logged_until = start
+    # The calls since the last record, and its step; a checkpoint saved
+    # between records holds them, so a resumed run's records stay those of
+    # an uninterrupted run.
+    pending: list[Any] = _unstacked(resumed.get("pending"))
+    logged_until = resumed.get("logged_until", start)
     with _Interruptions() as interruptions, tqdm.tqdm(
         total=num_steps, initial=start, desc=desc, unit="step",
         unit_scale=steps_per_call > 1, dynamic_ncols=True,
         mininterval=0.5) as bar:
-      tic, paused = time.perf_counter(), 0.0  # paused: not training.
+      # paused: time not spent training since tic.
+      tic, paused = time.perf_counter(), -resumed.get("pending_seconds", 0.0)
       for step, batch in zip(range(start, num_steps, steps_per_call),
                              itertools.chain([first], upcoming)):
         state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
@@ -198,7 +197,7 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
         done = step + steps_per_call
         stop = interruptions.received(done)
         record: dict[str, Any] = {}
-        if due(every.log_every, done) or stop:
+        if due(every.log, done):
           chunk = _fetch_and_check(pending, logged_until, steps_per_call,
                                    cause)
           now = time.perf_counter()
@@ -209,13 +208,13 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
                         steps_per_sec=(done - logged_until) / seconds,
                         **summarize(chunk))
           pending, logged_until = [], done
-        elif due(every.checkpoint_every, done):  # Never save a NaN state.
+        elif due(every.checkpoint, done) or stop:  # Never save a NaN state.
           pending = jax.device_get(pending)
           _fetch_and_check(pending, logged_until, steps_per_call, cause)
         pause = time.perf_counter()
-        if due(every.eval_every, done) and evaluate is not None:
+        if due(every.eval, done) and evaluate is not None:
           record.update(_checked(evaluate(state), done))
-        if due(every.sample_every, done) and sample is not None and main:
+        if due(every.sample, done) and sample is not None and main:
           writer.write_images(done, sample(state))
         if record:
           if steps_per_epoch:
@@ -226,9 +225,12 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
           bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
                            if isinstance(v, float) and k != "seconds"},
                           refresh=False)
-        if due(every.checkpoint_every, done) or stop:
-          checkpointer.save(done, state, meta=files.strict({
-              "step": done, "config": config, "records": history.records}))
+        if due(every.checkpoint, done) or stop:
+          meta = {"step": done, "config": config, "records": history.records}
+          if pending:  # Saved between records: the calls since the last.
+            meta.update(pending=_stacked(pending), logged_until=logged_until,
+                        pending_seconds=time.perf_counter() - tic - paused)
+          checkpointer.save(done, state, meta=files.strict(meta))
         if stop:
           checkpointer.wait()
           raise Preempted(done, stop, str(workdir))
@@ -248,8 +250,8 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
 
 def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
                       config: dict[str, Any] | None, checkpointer: Checkpointer
-                      ) -> tuple[Any, int, list[dict[str, Any]]]:
-  """``(state, start_step, records)``: fresh, or restored from the newest intact checkpoint.
+                      ) -> tuple[Any, int, list[dict[str, Any]], dict[str, Any]]:
+  """``(state, start_step, records, meta)``: fresh, or restored from the newest intact checkpoint.
 
   A run is never overwritten by accident: without ``resume``, a workdir
   holding a checkpoint or results is refused. With it, a checkpoint of
@@ -261,9 +263,7 @@ def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
   latest = checkpointer.latest_step()
   if not resume:
     found = ([f"a checkpoint at step {latest}"] if latest is not None else []
-             ) + [name for name in (METRICS_FILE, SUMMARY_FILE)
-                  if (workdir / name).exists()
-                  and (workdir / name).stat().st_size]
+             ) + run_files(workdir)
     if found:
       raise ConfigError(
           f"workdir {str(workdir)!r} already holds a run ({', '.join(found)}); "
@@ -273,7 +273,7 @@ def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
     if resume:
       print(f"no checkpoint in {str(workdir)!r} to resume from: starting "
             "from step 0", file=sys.stderr)
-    return state, 0, []
+    return state, 0, [], {}
   step, meta = found
   recorded = meta.get("config")
   changed = differences(recorded, config) if recorded and config else []
@@ -287,7 +287,26 @@ def _restore_or_start(state: Any, workdir: pathlib.Path, resume: bool,
   if "records" not in meta:  # Saved before records went into checkpoints.
     meta["records"] = [r for r in files.read_jsonl(workdir / METRICS_FILE)
                        if r["step"] <= step]
-  return state, step, meta["records"]
+  return state, step, meta["records"], meta
+
+
+def run_files(workdir: pathlib.Path) -> list[str]:
+  """The files of an earlier run in ``workdir``: what a fresh run would overwrite or mix with.
+
+  Its metrics, summary, model table, TensorBoard events and plots and
+  sample grids (any ``.png``); not the lock, nor the caches a driver fills
+  before training (a GAN's classifier).
+  """
+  found = [name for name in (METRICS_FILE, SUMMARY_FILE, MODEL_FILE)
+           if (workdir / name).is_file() and (workdir / name).stat().st_size]
+  events = workdir / TENSORBOARD_DIR
+  if events.is_dir() and any(events.iterdir()):
+    found.append(f"{TENSORBOARD_DIR}/")
+  pictures = sorted(p.name for p in workdir.glob("*.png"))
+  if pictures:
+    found.append(pictures[0] + (f" and {len(pictures) - 1} more pictures"
+                                if len(pictures) > 1 else ""))
+  return found
 
 
 def _checked(record: dict[str, Any], step: int) -> dict[str, Any]:
@@ -332,7 +351,7 @@ def _fetch_and_check(pending: list[Any], first_step: int, steps_per_call: int,
 
   ``cause(step)`` says why step ``step`` (1-based) diverged.
   """
-  chunk = jax.device_get(jax.tree.map(lambda *xs: np.stack(xs), *pending))
+  chunk = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(pending))
   bad = [(int(np.argmin(np.isfinite(v).reshape(len(v), -1).all(-1))), k)
          for k, v in chunk.items() if not np.all(np.isfinite(v))]
   if bad:
@@ -341,6 +360,23 @@ def _fetch_and_check(pending: list[Any], first_step: int, steps_per_call: int,
     raise NonFiniteLossError(first, name, first + steps_per_call - 1,
                              cause(first))
   return chunk
+
+
+def _stacked(pending: list[dict[str, Any]]) -> dict[str, Any]:
+  """Fetched per-call metrics as JSON: ``{name: {"dtype", "values"}}``, calls stacked."""
+  stacked = jax.tree.map(lambda *xs: np.stack(xs), *pending)
+  return {name: {"dtype": str(v.dtype), "values": v.tolist()}
+          for name, v in stacked.items()}
+
+
+def _unstacked(saved: dict[str, Any] | None) -> list[dict[str, np.ndarray]]:
+  """The inverse of ``_stacked``, dtypes and all (so later means are bit-identical)."""
+  if not saved:
+    return []
+  arrays = {name: np.asarray(v["values"], v["dtype"])
+            for name, v in saved.items()}
+  calls = len(next(iter(arrays.values())))
+  return [{name: a[i] for name, a in arrays.items()} for i in range(calls)]
 
 
 def _mean_metrics(chunk: dict[str, np.ndarray]) -> dict[str, float]:
@@ -368,7 +404,7 @@ class _Interruptions:
   def _handle(self, signum, frame):
     del frame
     if self._name is not None:
-      raise KeyboardInterrupt
+      raise Interrupted(signal.Signals(signum).name, during_training=True)
     self._name = signal.Signals(signum).name
 
   def received(self, step: int) -> str | None:

@@ -8,8 +8,9 @@ Usage::
   sums = objective.eval_step(state, batch, key)                   # mergeable metrics
 
 Every function is pure and knows nothing of files, devices or command
-lines, so one loop (``dlcore.loop.train``) runs any objective, and
-``dlcore.parallel.wrap`` runs its steps on many devices:
+lines, so one driver (``dlcore.experiment.fit``, on ``dlcore.loop.train``)
+runs any objective, and ``dlcore.parallel.wrap`` runs its steps on many
+devices:
 
 - ``init(key, batch) -> state``: a fresh state (a pytree), shaped by one
   sample batch of the training data (``None`` for objectives that make
@@ -17,8 +18,9 @@ lines, so one loop (``dlcore.loop.train``) runs any objective, and
 - ``train_step(state, batch, key, *, axis_name=None) -> (state, metrics)``:
   one update; ``metrics`` is a flat dict of scalars. Under ``jax.pmap`` /
   ``jax.shard_map`` with ``axis_name`` set it averages gradients, BatchNorm
-  statistics and metrics over that axis. An objective's "step" may be a
-  compiled chunk of many environment steps.
+  statistics and metrics over that axis. An RL objective's step is one
+  compiled chunk of many environment steps (``dlcore.rl.program.as_objective``):
+  its state carries its own environments and keys, and its batch is None.
 - ``eval_step(state, batch, key, *, axis_name=None) -> metrics``: sums over
   the batch's unmasked examples as ``dlcore.metrics`` pytrees (``psum``
   over ``axis_name``), merged over batches and devices.

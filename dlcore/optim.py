@@ -6,7 +6,7 @@ Usage::
                            warmup_steps=500, weight_decay=0.05, clip_norm=1.0,
                            accumulate=4, ema_decay=0.999,
                            freeze=("Conv_0/.*",), lr_mult=("Dense_0/.*=0.1",))
-  check_optimizer(config, params)      # ConfigError: one sentence
+  check_optimizer(config, params, total_steps=10_000)  # ConfigError
   tx = create_optimizer(config, total_steps=10_000)
   state = create_train_state(model, tx, x, key, frozen=config.freeze)
   ...
@@ -38,8 +38,10 @@ hand-written ``optax.adam`` (checked on the DQN update's optimised HLO).
 - Clipping (``optax.clip_by_global_norm``) is first among the trainable
   leaves: frozen gradients do not count towards the global norm, so a large
   frozen backbone cannot shrink the head's updates.
-- Weight decay touches only leaves with ``ndim > 1`` (kernels, embeddings),
-  never biases or normalisation scales. ``adamw`` decouples it:
+- Weight decay touches only the leaves that are weights by name
+  (``decay_mask``: a ``kernel`` or an ``*embedding*``), never biases,
+  normalisation scales or learned log-scales, whatever their shape (an
+  attention layer's biases are ``[heads, head_dim]``). ``adamw`` decouples it:
   ``w <- w - lr_t (adam(g) + wd w)``; ``adam`` and ``sgd`` add it to the
   gradient before the rule (L2 regularisation, ``g + wd w``), as PyTorch does.
 - Frozen leaves (``re.fullmatch`` of a ``freeze`` pattern on the
@@ -65,8 +67,11 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from dlcore.config import check_ranges, field
+from dlcore.config import field
 from dlcore.errors import ConfigError
+
+# A float32 parameter overflows when scaled by more than this.
+FLOAT32_MAX = "3.4e38"
 
 _RULES = {
     "adam": lambda c, lr: optax.chain(_l2(c), optax.adam(lr, c.b1, c.b2)),
@@ -89,7 +94,7 @@ _DECAYS = {  # (peak value, steps after warmup) -> schedule reaching 0.
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
   name: str = field("adam", "update rule", choices=tuple(_RULES))
-  lr: float = field(1e-3, "peak learning rate", valid="(0, inf)")
+  lr: float = field(1e-3, "peak learning rate", valid=f"(0, {FLOAT32_MAX}]")
   schedule: str = field("constant", "learning-rate decay after warmup, to 0 "
                         "at the last update", choices=tuple(_DECAYS))
   warmup_steps: int = field(0, "updates of linear warmup from 0 to lr",
@@ -98,11 +103,11 @@ class OptimizerConfig:
   b2: float = field(0.999, "Adam's second-moment decay", valid="[0, 1)")
   momentum: float = field(0.9, "SGD momentum (0 = none)", valid="[0, 1)")
   nesterov: bool = field(False, "Nesterov momentum for SGD")
-  weight_decay: float = field(0.0, "weight decay of kernels (ndim > 1); "
-                              "decoupled for adamw, L2 for adam and sgd",
-                              valid="[0, inf)")
+  weight_decay: float = field(0.0, "weight decay of kernels and "
+                              "embeddings; decoupled for adamw, L2 for adam "
+                              "and sgd", valid=f"[0, {FLOAT32_MAX}]")
   clip_norm: float = field(0.0, "clip gradients to this global norm (0 = off)",
-                           valid="[0, inf)")
+                           valid=f"[0, {FLOAT32_MAX}]")
   accumulate: int = field(1, "micro-batches per update", valid="[1, inf)")
   ema_decay: float = field(0.0, "decay of the parameters' moving average "
                            "used for evaluation (0 = off)", valid="[0, 1)")
@@ -135,8 +140,9 @@ def parse_lr_mults(specs: tuple[str, ...], prefix: str = "optimizer"
       mult = float(value) if equals and pattern else None
     except ValueError:
       mult = None
-    _require(mult is not None and mult > 0, f"option {prefix}.lr_mult takes "
-             f"'PATTERN=X' with a number X > 0 (freeze a leaf with option "
+    _require(mult is not None and 0 < mult <= float(FLOAT32_MAX),
+             f"option {prefix}.lr_mult takes 'PATTERN=X' with a number "
+             f"0 < X <= {FLOAT32_MAX} (freeze a leaf with option "
              f"{prefix}.freeze instead of X = 0), got {spec!r}")
     try:
       re.compile(pattern)
@@ -170,8 +176,16 @@ def scale_by_lr_mult(
 
 
 def decay_mask(params: Any) -> Any:
-  """True for the leaves weight decay applies to: those with ``ndim > 1``."""
-  return jax.tree.map(lambda x: x.ndim > 1, params)
+  """True for the leaves weight decay applies to: kernels and embeddings, by name.
+
+  A leaf is a weight when its own name (the last part of its path) is
+  ``kernel`` or holds ``embedding``; biases, normalisation scales and
+  learned scales (``log_std``) are not, whatever their ``ndim``.
+  """
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: bool(re.fullmatch(r"kernel|.*embedding.*",
+                                        path_name(path).rpartition("/")[2])),
+      params)
 
 
 def _l2(config: OptimizerConfig) -> optax.GradientTransformation:
@@ -244,16 +258,15 @@ def _require(ok: bool, sentence: str) -> None:
 def check_optimizer(config: OptimizerConfig, params: Any = None, *,
                     total_steps: int | None = None,
                     prefix: str = "optimizer") -> None:
-  """Raises ``ConfigError``: a bad option, or a freeze or lr_mult pattern matching no path.
+  """Raises ``ConfigError`` for options that do not fit together or the parameters.
 
-  Messages name the options of the section ``prefix`` (``g_optimizer``).
+  ``validate`` has checked each option on its own (ranges, choices); this
+  checks Nesterov without momentum, accumulation and warmup against the
+  run's ``total_steps``, the ``freeze`` and ``lr_mult`` patterns, and, with
+  ``params``, that every pattern matches a parameter path. Messages name
+  the options of the section ``prefix`` (``g_optimizer``).
   """
   c = config
-  _require(c.name in _RULES, f"option {prefix}.name must be one of "
-           f"{', '.join(_RULES)}, got {c.name!r}")
-  _require(c.schedule in _DECAYS, f"option {prefix}.schedule must be one of "
-           f"{', '.join(_DECAYS)}, got {c.schedule!r}")
-  check_ranges(c, f"{prefix}.")
   _require(not (c.nesterov and c.momentum == 0), f"option {prefix}.nesterov "
            f"needs option {prefix}.momentum above 0")
   if total_steps is not None:
@@ -270,11 +283,17 @@ def check_optimizer(config: OptimizerConfig, params: Any = None, *,
     except re.error as e:
       raise ConfigError(f"option {prefix}.freeze has an invalid regular "
                         f"expression {pattern!r} ({e})") from None
-  parse_lr_mults(c.lr_mult, prefix)
+  mults = parse_lr_mults(c.lr_mult, prefix)
   if params is not None:
     check_freeze(c.freeze, params, prefix)
-    check_freeze(tuple(p for p, _ in parse_lr_mults(c.lr_mult, prefix)),
-                 params, prefix, "lr_mult")
+    check_freeze(tuple(p for p, _ in mults), params, prefix, "lr_mult")
+    trainable = [path_name(path) for path, _ in
+                 jax.tree_util.tree_leaves_with_path(params)
+                 if not any(re.fullmatch(p, path_name(path))
+                            for p in c.freeze)]
+    _require(bool(trainable), f"option {prefix}.freeze freezes every "
+             "parameter, so training would change nothing; leave some "
+             "parameters trainable")
 
 
 def check_freeze(patterns: tuple[str, ...], params: Any,
@@ -292,14 +311,13 @@ def check_freeze(patterns: tuple[str, ...], params: Any,
              f"path; the paths look like {', '.join(paths[:4])}")
 
 
-def create_optimizer(config: OptimizerConfig, total_steps: int,
-                     params: Any = None) -> optax.GradientTransformation:
+def create_optimizer(config: OptimizerConfig,
+                     total_steps: int) -> optax.GradientTransformation:
   """The transformation of ``config`` for a run of ``total_steps`` micro-steps.
 
-  Checks ``config`` first (and the freeze patterns against ``params`` when
-  given); see the module docstring for the composition.
+  ``config`` must have passed ``validate`` and ``check_optimizer``; see the
+  module docstring for the composition.
   """
-  check_optimizer(config, params, total_steps=total_steps)
   lr = (config.lr if config.schedule == "constant" and not config.warmup_steps
         else learning_rate_schedule(config, total_steps // config.accumulate))
   clip = ([optax.clip_by_global_norm(config.clip_norm)]

@@ -50,7 +50,6 @@ import dataclasses
 import functools
 import os
 import socket
-import sys
 import threading
 from typing import Any, Callable, Sequence
 
@@ -60,7 +59,7 @@ from jax import lax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from dlcore.config import field, with_flags
+from dlcore.config import field
 from dlcore.errors import ConfigError
 
 AXIS = "data"
@@ -116,7 +115,9 @@ def cluster_environment(env: dict[str, str] | None = None) -> str | None:
   return None
 
 
-def initialize_distributed(config: ParallelConfig) -> bool:
+def initialize_distributed(config: ParallelConfig,
+                           on_timeout: Callable[[str], None] | None = None
+                           ) -> bool:
   """Starts ``jax.distributed`` for a multi-process run; True if started.
 
   An explicit coordinator wins: each of ``config.coordinator_address``,
@@ -127,6 +128,11 @@ def initialize_distributed(config: ParallelConfig) -> bool:
   ``jax.distributed.initialize()``'s own auto-detection. Otherwise nothing
   happens (one process). Call it once per process, first thing in a
   script's ``main``: before anything touches a JAX device.
+
+  ``on_timeout(sentence)`` is called (from another thread) when not every
+  process has joined within ``config.coordinator_timeout`` seconds; the
+  command line's stops the process with that sentence (``dlcore.cli``).
+  Without it, JAX's own timeout, a minute later, aborts the process.
   """
   env = os.environ
   coordinator_address = (config.coordinator_address
@@ -136,7 +142,8 @@ def initialize_distributed(config: ParallelConfig) -> bool:
     cluster = cluster_environment()
     if cluster is None:
       return False
-    _join(f"the {cluster} job's coordinator", config.coordinator_timeout)
+    _join(f"the {cluster} job's coordinator", config.coordinator_timeout,
+          on_timeout)
     return True
   if num_processes is None and "JAX_NUM_PROCESSES" in env:
     num_processes = int(env["JAX_NUM_PROCESSES"])
@@ -159,7 +166,7 @@ def initialize_distributed(config: ParallelConfig) -> bool:
         f"reachable host:port ({getattr(e, 'strerror', None) or e}); give "
         "process 0's host and a free port") from None
   _join(f"the coordinator at {coordinator_address}", config.coordinator_timeout,
-        coordinator_address, num_processes, process_id)
+        on_timeout, coordinator_address, num_processes, process_id)
   return True
 
 
@@ -168,29 +175,24 @@ def initialize_distributed(config: ParallelConfig) -> bool:
 _JAX_EXTRA_SECONDS = 60
 
 
-def _join(coordinator: str, timeout: int, *args) -> None:
-  """``jax.distributed.initialize(*args)``, stopping the process after ``timeout`` s.
-
-  When not every process has joined by then, one line ``error: ...`` goes
-  to stderr and the process exits with status 2 (nothing has been written
-  yet: this is the first thing a script does).
-  """
-  def give_up():
-    print("error: " + with_flags(
-        f"{coordinator} did not gather every process within {timeout} s "
-        "(option coordinator_timeout); start all processes with the same "
-        "option coordinator_address and option num_processes, or wait "
-        "longer"), file=sys.stderr, flush=True)
-    os._exit(2)  # pylint: disable=protected-access
-
-  watchdog = threading.Timer(timeout, give_up)
-  watchdog.daemon = True
-  watchdog.start()
+def _join(coordinator: str, timeout: int,
+          on_timeout: Callable[[str], None] | None, *args) -> None:
+  """``jax.distributed.initialize(*args)``, calling ``on_timeout`` after ``timeout`` s."""
+  sentence = (
+      f"{coordinator} did not gather every process within {timeout} s "
+      "(option coordinator_timeout); start all processes with the same "
+      "option coordinator_address and option num_processes, or wait longer")
+  watchdog = None
+  if on_timeout is not None:
+    watchdog = threading.Timer(timeout, on_timeout, (sentence,))
+    watchdog.daemon = True
+    watchdog.start()
   try:
     jax.distributed.initialize(
         *args, initialization_timeout=timeout + _JAX_EXTRA_SECONDS)
   finally:
-    watchdog.cancel()
+    if watchdog is not None:
+      watchdog.cancel()
 
 
 def is_main_process() -> bool:

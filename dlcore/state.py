@@ -1,4 +1,4 @@
-"""The train-state pytree shared by the supervised steps.
+"""The train-state pytree that every objective's networks are kept in.
 
 ``TrainState`` is Flax's ``train_state.TrainState`` (step, params, tx,
 opt_state, apply_fn) plus ``batch_stats``, the BatchNorm running statistics
@@ -22,7 +22,7 @@ import optax
 from flax import struct
 from flax.training import train_state
 
-from dlcore.optim import check_freeze, frozen_mask
+from dlcore.optim import frozen_mask
 
 
 class TrainState(train_state.TrainState):
@@ -48,16 +48,41 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        frozen: tuple[str, ...] = ()) -> TrainState:
   """Initialises ``model`` on ``sample_input`` (a batch, shape ``[B, ...]``).
 
-  ``frozen``: the optimizer's freeze patterns, whose BatchNorm statistics
-  then stay as initialised; a pattern matching no parameter is refused.
+  ``frozen``: the optimizer's freeze patterns (checked against the
+  parameters by ``dlcore.optim.check_optimizer``), whose BatchNorm
+  statistics then stay as initialised.
   """
   params_key, dropout_key = jax.random.split(key)
   variables = model.init({"params": params_key, "dropout": dropout_key},
                          sample_input, train=False)
-  check_freeze(frozen, variables["params"])
   return TrainState.create(
       apply_fn=model.apply, params=variables["params"], tx=tx,
       batch_stats=variables.get("batch_stats", {}), frozen=tuple(frozen))
+
+
+def apply_model(state: TrainState, params: Any, inputs: Any, *, train: bool,
+                key: jax.Array | None = None, axis_name: str | None = None):
+  """``state``'s model on ``inputs`` with ``params``: ``(outputs, new_batch_stats)``.
+
+  ``key`` feeds the ``dropout`` stream; a model with BatchNorm statistics
+  also takes ``axis_name`` (synchronised statistics) and, in training,
+  updates them, except those of frozen layers, which run in inference mode
+  (``frozen_norms_in_inference``).
+  """
+  variables = {"params": params}
+  kwargs: dict[str, Any] = {"train": train}
+  if state.has_batch_stats:
+    variables["batch_stats"] = state.batch_stats
+    kwargs["axis_name"] = axis_name
+  if not train or not state.has_batch_stats:
+    outputs = state.apply_fn(variables, inputs,
+                             rngs={"dropout": key} if key is not None else None,
+                             **kwargs)
+    return outputs, state.batch_stats
+  with frozen_norms_in_inference(state.frozen):
+    outputs, updates = state.apply_fn(variables, inputs, rngs={"dropout": key},
+                                      mutable=["batch_stats"], **kwargs)
+  return outputs, updates["batch_stats"]
 
 
 def count_params(params: Any) -> int:

@@ -8,20 +8,12 @@ multi-host run adds ``--coordinator-address``, ``--num-processes`` and
 (resume with ``--resume``).
 """
 
-from dlcore import cli, parallel
-from dlcore.config import parse_args
+from dlcore import cli
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
 
-
-def main(argv=None) -> dict:
-  config = parse_args(ClassifyConfig, __doc__, argv)
-  parallel.initialize_distributed(config)
-  summary = train_and_evaluate(config, config.workdir)
-  print(f"test accuracy {summary['test_accuracy']:.4f} "
-        f"(test loss {summary['test_loss']:.4f}, "
-        f"{summary['train_seconds']:.1f} s of training) -> {config.workdir}")
-  return summary
-
+main = cli.main_of(ClassifyConfig, train_and_evaluate, __doc__, lambda s: (
+    f"test accuracy {s['test_accuracy']:.4f} (test loss {s['test_loss']:.4f}, "
+    f"{s['train_seconds']:.1f} s of training)"))
 
 if __name__ == "__main__":
   cli.run(main)

@@ -10,26 +10,18 @@ reconstructed rows), samples_XXXXXX.png, curves.png, TensorBoard events and
 checkpoints/ (resume exactly, image pools included, with --resume).
 """
 
-from dlcore import cli, parallel
-from dlcore.adversarial.cyclegan import CycleGanConfig, train_cyclegan
-from dlcore.config import parse_args
+from dlcore import cli
+from dlcore.cyclegan import CycleGanConfig, train_and_evaluate
 
-
-def main(argv=None) -> dict:
-  config = parse_args(CycleGanConfig, __doc__, argv)
-  parallel.initialize_distributed(config)
-  s = train_cyclegan(config, config.workdir)
-  print(f"label preservation A->B {s['label_preservation_ab']:.3f} "
-        f"(untranslated {s['label_preservation_ab_baseline']:.3f}), "
-        f"B->A {s['label_preservation_ba']:.3f} "
-        f"(untranslated {s['label_preservation_ba_baseline']:.3f}); "
-        f"fcd_b {s['fcd_b']:.2f} (untrained {s['fcd_b_initial']:.2f}), "
-        f"fcd_a {s['fcd_a']:.2f} (untrained {s['fcd_a_initial']:.2f}); "
-        f"cycle_l1 {s['cycle_l1']:.3f} (untrained {s['cycle_l1_initial']:.3f})"
-        f" after {s['steps']} steps ({s['train_seconds']:.1f} s of training)"
-        f" -> {config.workdir}")
-  return s
-
+main = cli.main_of(CycleGanConfig, train_and_evaluate, __doc__, lambda s: (
+    f"label preservation A->B {s['label_preservation_ab']:.3f} "
+    f"(untranslated {s['label_preservation_ab_baseline']:.3f}), "
+    f"B->A {s['label_preservation_ba']:.3f} "
+    f"(untranslated {s['label_preservation_ba_baseline']:.3f}); "
+    f"fcd_b {s['fcd_b']:.2f} (untrained {s['fcd_b_initial']:.2f}), "
+    f"fcd_a {s['fcd_a']:.2f} (untrained {s['fcd_a_initial']:.2f}); "
+    f"cycle_l1 {s['cycle_l1']:.3f} (untrained {s['cycle_l1_initial']:.3f}) "
+    f"after {s['steps']} steps ({s['train_seconds']:.1f} s of training)"))
 
 if __name__ == "__main__":
   cli.run(main)

@@ -27,12 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from dlcore import cli, files, optim, plots
-from dlcore.adversarial.cyclegan import (CycleGanConfig, CycleGanState,
-                                         create_cyclegan_state)
-from dlcore.adversarial.cyclegan.quality import TranslationQuality
-from dlcore.adversarial.cyclegan.train import check, domain_judge, load_domains
-from dlcore.config import experiment_dict, field, parse_args
+from dlcore import cli, files, plots
+from dlcore.config import experiment_dict, field, parse_args, validate
+from dlcore.cyclegan import (CycleGanConfig, CycleGanState,
+                             create_cyclegan_state)
+from dlcore.cyclegan.quality import TranslationQuality
+from dlcore.cyclegan.train import domain_judge, load_domains, plan
 from dlcore.data import Split, train_batches
 from dlcore.data.digit_domains import photo_pairs
 from dlcore.errors import ConfigError
@@ -54,15 +54,18 @@ def paired_step(state, photos: jax.Array, digits: jax.Array):
   return state.apply_gradients(grads=grads), loss
 
 
-def train_paired_generator(config: CycleGanConfig) -> CycleGanState:
-  """``experiments/cyclegan.py``'s initial state, its F trained on ``photo_pairs("train")``."""
+def train_paired_generator(config: CycleGanConfig, tx) -> CycleGanState:
+  """``experiments/cyclegan.py``'s initial state, its F trained on ``photo_pairs("train")``.
+
+  The state starts from the key ``dlcore.experiment.fit`` gives
+  ``experiments/cyclegan.py``'s initialisation; ``tx`` is its optimizer.
+  """
   photos, digits, _ = photo_pairs("train")
   scale = lambda images: images.astype(np.float32) / 127.5 - 1.0
   photos, digits = scale(photos), scale(digits)
-  init_key, _ = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = create_cyclegan_state(
-      config.spec, photos.shape[1:], init_key,
-      tx=optim.create_optimizer(config.optimizer, config.steps))
+  init_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)[0]
+  state = create_cyclegan_state(config.spec, photos.shape[1:], init_key,
+                                tx=tx)
   f = state.generator_ba
   step = jax.jit(paired_step, donate_argnums=0)
   batches = train_batches(Split(photos, np.arange(len(photos))),
@@ -74,21 +77,22 @@ def train_paired_generator(config: CycleGanConfig) -> CycleGanState:
 
 def main(argv=None) -> dict:
   config = parse_args(PairedBoundConfig, __doc__, argv)
+  validate(config)
   default = PairedBoundConfig()
   if (config.domain_a, config.domain_b) != (default.domain_a,
                                             default.domain_b):
     raise ConfigError(
         f"only the embedded domains {default.domain_a} and "
-        f"{default.domain_b} have pairs; leave options domain_a and "
+        f"{default.domain_b} have pairs; leave option domain_a and option "
         "domain_b at their defaults")
   a, b = load_domains(config)
-  check(config, a, b)  # experiments/cyclegan.py's checks, before any write.
+  run = plan(config, a, b)  # experiments/cyclegan.py's checks, before any write.
   workdir = files.prepare_workdir(config.workdir)
   quality = TranslationQuality(domain_judge(a, config.domain_a, config),
                                domain_judge(b, config.domain_b, config),
                                a.test, b.test, config.eval_batch_size)
   start = time.perf_counter()
-  state = train_paired_generator(config)
+  state = train_paired_generator(config, run.optimizers["optimizer"])
   seconds = time.perf_counter() - start
   measures = {**quality.measure(state, "ba"), **quality.references()}
   summary = {name: value for name, value in measures.items()

@@ -15,20 +15,12 @@ fresh; default the head), ``--remap``, ``--freeze`` and ``--lr-mult``; see
       --train-per-class 10 --init-from runs/source --workdir runs/target
 """
 
-from dlcore import cli, parallel
-from dlcore.config import parse_args
+from dlcore import cli
 from dlcore.supervised import FinetuneConfig, finetune
 
-
-def main(argv=None) -> dict:
-  config = parse_args(FinetuneConfig, __doc__, argv)
-  parallel.initialize_distributed(config)
-  summary = finetune(config, config.workdir)
-  print(f"test accuracy {summary['test_accuracy']:.4f} "
-        f"(test loss {summary['test_loss']:.4f}, "
-        f"{summary['train_seconds']:.1f} s of training) -> {config.workdir}")
-  return summary
-
+main = cli.main_of(FinetuneConfig, finetune, __doc__, lambda s: (
+    f"test accuracy {s['test_accuracy']:.4f} (test loss {s['test_loss']:.4f}, "
+    f"{s['train_seconds']:.1f} s of training)"))
 
 if __name__ == "__main__":
   cli.run(main)

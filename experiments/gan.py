@@ -7,24 +7,20 @@ samples_XXXXXX.png, samples_final.png, curves.png and checkpoints/ (resume
 with ``--resume``).
 """
 
-from dlcore import cli, parallel
-from dlcore.adversarial import GanConfig, train_gan
-from dlcore.config import parse_args
+from dlcore import cli
+from dlcore.adversarial import GanConfig, train_and_evaluate
 
 
-def main(argv=None) -> dict:
-  config = parse_args(GanConfig, __doc__, argv)
-  parallel.initialize_distributed(config)
-  summary = train_gan(config, config.workdir)
-  quality = "" if "fcd" not in summary else (
-      f"fcd {summary['fcd']:.2f} (untrained generator "
-      f"{summary['fcd_initial']:.2f})")
-  if "conditional_accuracy" in summary:
-    quality += f", conditional accuracy {summary['conditional_accuracy']:.3f}"
-  print(f"{quality} after {summary['steps']} steps "
-        f"({summary['train_seconds']:.1f} s of training) -> {config.workdir}")
-  return summary
+def report(s: dict) -> str:
+  quality = "" if "fcd" not in s else (
+      f"fcd {s['fcd']:.2f} (untrained generator {s['fcd_initial']:.2f})")
+  if "conditional_accuracy" in s:
+    quality += f", conditional accuracy {s['conditional_accuracy']:.3f}"
+  return (f"{quality} after {s['steps']} steps "
+          f"({s['train_seconds']:.1f} s of training)")
 
+
+main = cli.main_of(GanConfig, train_and_evaluate, __doc__, report)
 
 if __name__ == "__main__":
   cli.run(main)

@@ -10,20 +10,13 @@ truth, predictions), tensorboard/ and checkpoints/ (resume with
 ``--resume``).
 """
 
-from dlcore import cli, parallel
-from dlcore.config import parse_args
+from dlcore import cli
 from dlcore.segmentation import SegmentConfig, train_and_evaluate
 
-
-def main(argv=None) -> dict:
-  config = parse_args(SegmentConfig, __doc__, argv)
-  parallel.initialize_distributed(config)
-  summary = train_and_evaluate(config, config.workdir)
-  print(f"test mIoU {summary['test_miou']:.4f} (pixel accuracy "
-        f"{summary['test_pixel_accuracy']:.4f}, {summary['train_seconds']:.1f} "
-        f"s of training) -> {config.workdir}")
-  return summary
-
+main = cli.main_of(SegmentConfig, train_and_evaluate, __doc__, lambda s: (
+    f"test mIoU {s['test_miou']:.4f} (pixel accuracy "
+    f"{s['test_pixel_accuracy']:.4f}, {s['train_seconds']:.1f} s of "
+    "training)"))
 
 if __name__ == "__main__":
   cli.run(main)

@@ -75,8 +75,7 @@ def _pretrain(args, out: pathlib.Path) -> pathlib.Path:
   if not (workdir / "summary.json").exists():
     summary = train_and_evaluate(ClassifyConfig(
         dataset=args.dataset, classes=SOURCE, epochs=args.pretrain_epochs,
-        batch_size=args.batch_size, log_every=0, eval_every=0,
-        checkpoint_every=0, workdir=str(workdir),
+        batch_size=args.batch_size, workdir=str(workdir),
         optimizer=OptimizerConfig(name="adam", lr=args.lr, schedule="cosine")))
     print(f"pretrained on {SOURCE}: test accuracy "
           f"{summary['test_accuracy']:.4f}", flush=True)

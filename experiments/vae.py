@@ -6,21 +6,13 @@ Defaults train an MLP VAE with a Bernoulli likelihood on the embedded
 samples_final.png, curves.png and checkpoints/ (resume with ``--resume``).
 """
 
-from dlcore import cli, parallel
-from dlcore.vae import VaeConfig, train_vae
-from dlcore.config import parse_args
+from dlcore import cli
+from dlcore.vae import VaeConfig, train_and_evaluate
 
-
-def main(argv=None) -> dict:
-  config = parse_args(VaeConfig, __doc__, argv)
-  parallel.initialize_distributed(config)
-  summary = train_vae(config, config.workdir)
-  print(f"test ELBO {summary['test_elbo']:.2f} nats per image "
-        f"(reconstruction {summary['test_reconstruction']:.2f}, "
-        f"KL {summary['test_kl']:.2f}; {summary['train_seconds']:.1f} s of "
-        f"training) -> {config.workdir}")
-  return summary
-
+main = cli.main_of(VaeConfig, train_and_evaluate, __doc__, lambda s: (
+    f"test ELBO {s['test_elbo']:.2f} nats per image (reconstruction "
+    f"{s['test_reconstruction']:.2f}, KL {s['test_kl']:.2f}; "
+    f"{s['train_seconds']:.1f} s of training)"))
 
 if __name__ == "__main__":
   cli.run(main)

@@ -22,16 +22,17 @@ from benchmarks import baseline, cpu_cores, hardware
 from benchmarks import cyclegan as cyclegan_workload
 from benchmarks.workloads import in_dtype, torch_available
 from dlcore.adversarial import create_gan_state, gan_step
-from dlcore.adversarial.cyclegan import (CycleGanConfig, NetworkSpec,
+from dlcore.cyclegan import (CycleGanConfig, NetworkSpec,
                                          create_cyclegan_state, cyclegan_step)
 from dlcore.errors import ConfigError
 from dlcore.models import MLP, UNet
 from dlcore.models.gan import create_gan_models
 from dlcore.models.qnetworks import create_q_network
 from dlcore.models.vae import VAE
-from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step
-from dlcore.qlearning import make_dqn_program
-from dlcore.ppo import PpoConfig, create_actor_critic, make_ppo_program
+from dlcore.rl.dqn import DqnConfig, create_dqn_state, dqn_step
+from dlcore.rl.dqn import make_dqn_program
+from dlcore.rl.ppo.config import iterations
+from dlcore.rl.ppo import PpoConfig, create_actor_critic, make_ppo_program
 from dlcore.segmentation import train_step as segmentation_step
 from dlcore.state import create_train_state
 from dlcore.vae import create_vae_state, vae_step
@@ -234,15 +235,16 @@ def test_dqn_loop_baseline_follows_dlcores_run():
 
   config = dataclasses.replace(
       defaults, total_steps=2000, buffer_size=300, batch_size=16,
-      learning_starts=200, log_every=200, target_update_every=50)
-  args = baseline.DqnArgs(steps_per_chunk=config.log_every, **{
+      learning_starts=200, chunk_steps=200, target_update_every=50)
+  args = baseline.DqnArgs(steps_per_chunk=config.chunk_steps, **{
       args_name: operator.attrgetter(name)(config)
       for name, args_name in names.items()})
   program = make_dqn_program(config)
   init, chunk = baseline.make_dqn_loop(args, create_q_network((4,), 2))
   key = jax.random.PRNGKey(7)
   runner, baseline_runner = program.init(key), jax.jit(init)(key)
-  dlcore_chunk, baseline_chunk = jax.jit(program.chunk), jax.jit(chunk)
+  dlcore_chunk = jax.jit(lambda r: program.chunk(r, 200 // config.num_envs))
+  baseline_chunk = jax.jit(chunk)
   for updates in (1, 20, 20, 20):
     runner, metrics = dlcore_chunk(runner)
     baseline_runner, baseline_metrics = baseline_chunk(baseline_runner)
@@ -280,7 +282,7 @@ def test_ppo_loop_baseline_follows_dlcores_run():
 
   config = dataclasses.replace(defaults, num_steps=16, total_steps=256,
                                update_epochs=2, num_minibatches=2,
-                               log_every=128)
+                               chunk_steps=128)
   args = baseline.PpoArgs(updates_per_chunk=2, **{
       args_name: operator.attrgetter(name)(config)
       for name, args_name in names.items()})
@@ -289,8 +291,10 @@ def test_ppo_loop_baseline_follows_dlcores_run():
       args, create_actor_critic(config, 2, continuous=False))
   key = jax.random.PRNGKey(3)
   runner, baseline_runner = program.init(key), jax.jit(init)(key)
-  dlcore_chunk, baseline_chunk = jax.jit(program.chunk), jax.jit(chunk)
-  for _ in range(program.num_chunks):
+  per_chunk, chunks = iterations(config)
+  dlcore_chunk = jax.jit(lambda r: program.chunk(r, per_chunk))
+  baseline_chunk = jax.jit(chunk)
+  for _ in range(chunks):
     runner, metrics = dlcore_chunk(runner)
     baseline_runner, baseline_metrics = baseline_chunk(baseline_runner)
     assert int(baseline_metrics["episodes"]) > 0

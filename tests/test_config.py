@@ -7,8 +7,9 @@ import re
 import pytest
 
 from dlcore import cli
-from dlcore.config import (check_positive, differences, experiment_dict, field,
-                           parse_args, to_dict)
+from dlcore.config import (differences, experiment_dict, field,
+                           load_config_file, parse_args, to_dict,
+                           validate)
 from dlcore.errors import ConfigError, NonFiniteLossError
 
 
@@ -135,7 +136,9 @@ def test_help_lists_each_option_once_with_its_choices_and_default(
      "unrecognized option --batch-siz; did you mean --batch-size?"),
     (["--batch-size", "1.5"], "--batch-size expects INT, got '1.5'"),
     (["--optimizer.lr=fast"], "--optimizer.lr expects FLOAT, got 'fast'"),
-    (["--devices", "all"], "--devices expects {None}|INT, got 'all'"),
+    (["--devices", "all"], "--devices expects INT or None, got 'all'"),
+    (["--batch-size"], "--batch-size expects a value (INT)"),
+    (["--conditional=yes"], "--conditional takes no value, got 'yes'"),
     (["--conditional", "yes"], "unexpected argument 'yes'; see --help for the "
      "options"),
     (["--config", "no/such/file.py"],
@@ -190,12 +193,12 @@ def test_differences_names_changed_options_but_not_run_options():
 
 def test_run_names_flags_in_library_errors_and_exits_with_their_status(capsys):
   def bad_input():
-    check_positive(ToyConfig(batch_size=0), "batch_size")
+    validate(RangedConfig(optimizer=RangedOptimizer(lr=0.0)))
 
   with pytest.raises(SystemExit) as exit_info:
     cli.run(bad_input)
   assert exit_info.value.code == cli.EXIT_BAD_INPUT == 2
-  assert capsys.readouterr().err == "error: --batch-size must be at least 1, got 0\n"
+  assert capsys.readouterr().err == "error: --optimizer.lr must be positive, got 0.0\n"
 
   def nested_option():
     raise ConfigError("option optimizer.weight_decay must be below option "
@@ -218,8 +221,83 @@ def test_run_names_flags_in_library_errors_and_exits_with_their_status(capsys):
   assert err.count("\n") == 1
 
 
-def test_check_positive_reaches_into_sections():
-  check_positive(ToyConfig(), "batch_size")
-  with pytest.raises(ConfigError,
-                     match=r"^option optimizer.lr must be at least 1, got 0.003$"):
-    check_positive(ToyConfig(), "optimizer.lr")
+@dataclasses.dataclass(frozen=True)
+class RangedOptimizer:
+  lr: float = field(1e-3, "peak learning rate", valid="(0, inf)")
+  freeze: tuple[str, ...] = field((), "patterns to freeze")
+
+
+@dataclasses.dataclass(frozen=True)
+class RangedConfig:
+  batch_size: int = field(32, "examples per step", valid="[1, inf)")
+  devices: int | None = field(None, "devices", valid="[1, inf)")
+  loss: str = field("mse", "TD loss", choices=("mse", "huber"))
+  weights: tuple[float, ...] = field((), "class weights", valid="[0, inf)")
+  optimizer: RangedOptimizer = field(RangedOptimizer(), "the optimizer")
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"batch_size": 32.5}, "option batch_size must be an integer, got 32.5"),
+    ({"batch_size": "32"}, "option batch_size must be an integer, got '32' "
+     "(a str)"),
+    ({"batch_size": True}, "option batch_size must be an integer, got True "
+     "(a bool)"),
+    ({"batch_size": 0}, "option batch_size must be at least 1, got 0"),
+    ({"devices": 0}, "option devices must be at least 1, got 0"),
+    ({"devices": 2.0}, "option devices must be an integer or None, got 2.0"),
+    ({"loss": "l1"}, "option loss must be one of mse, huber, got 'l1'"),
+    ({"weights": (1.0, -1.0)}, "option weights must be at least 0, got -1.0"),
+    ({"weights": "1,2"}, "option weights must be a tuple of numbers, got "
+     "'1,2' (a str)"),
+    ({"optimizer": RangedOptimizer(lr=float("nan"))},
+     "option optimizer.lr must be positive, got nan"),
+    ({"optimizer": RangedOptimizer(lr=float("inf"))},
+     "option optimizer.lr must be positive and finite, got inf"),
+    ({"optimizer": RangedOptimizer(freeze="Dense_0/.*")},
+     "option optimizer.freeze must be a tuple of strings, got 'Dense_0/.*' "
+     "(a str)"),
+    ({"optimizer": RangedOptimizer(freeze=("a", 3))},
+     "option optimizer.freeze must be a tuple of strings, got ('a', 3) "
+     "(holding 3)"),
+    ({"optimizer": OptimizerConfig()}, "option optimizer must be a "
+     "RangedOptimizer, got OptimizerConfig(name='adam', lr=0.001, "
+     "weight_decay=0.0) (a OptimizerConfig)"),
+])
+def test_validate_names_the_first_bad_field_in_one_sentence(changes, message):
+  validate(RangedConfig())
+  validate(RangedConfig(batch_size=8, devices=2, weights=(0.5, 1),
+                        optimizer=RangedOptimizer(lr=1)))  # An int is a number.
+  with pytest.raises(ConfigError) as error:
+    validate(dataclasses.replace(RangedConfig(), **changes))
+  assert str(error.value) == message
+
+
+@pytest.mark.parametrize("body,message", [
+    ("def get_config(:\n", "config file {path!r} has a syntax error at line 3: "
+     "invalid syntax"),
+    ("import no_such_module_here\n", "config file {path!r} cannot be loaded: "
+     "ModuleNotFoundError: No module named 'no_such_module_here'"),
+    ("import sys\nsys.exit(0)\n", "config file {path!r} calls sys.exit() "
+     "when it is loaded; a config file should only define get_config()"),
+    ("def get_config(size):\n  return ToyConfig()\n",
+     "get_config() of {path!r} must take no arguments"),
+    ("def get_config():\n  return 1 / 0\n", "get_config() of {path!r} raised "
+     "ZeroDivisionError: division by zero"),
+    ("class Sub(ToyConfig):\n  pass\n\ndef get_config():\n  return Sub()\n",
+     "get_config() of {path!r} returned a Sub, not a ToyConfig"),
+    ("def get_config():\n  return ToyConfig(batch_size='64')\n",
+     "get_config() of {path!r} returned a config whose batch_size must be an "
+     "integer, got '64' (a str)"),
+])
+def test_config_files_that_cannot_be_used_are_one_sentence(tmp_path, body,
+                                                          message):
+  path = _config_file(tmp_path, body)
+  with pytest.raises(ConfigError) as error:
+    load_config_file(path, ToyConfig)
+  assert str(error.value) == message.format(path=path)
+
+
+def test_a_directory_is_not_a_config_file(tmp_path):
+  (tmp_path / "big.py").mkdir()
+  with pytest.raises(ConfigError, match="is a directory; give a Python file"):
+    load_config_file(tmp_path / "big.py", ToyConfig)

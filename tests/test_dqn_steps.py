@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from dlcore.models.qnetworks import QNetwork, create_q_network
-from dlcore.qlearning import DqnConfig, create_dqn_state, dqn_step, td_target
+from dlcore.rl.dqn import DqnConfig, create_dqn_state, dqn_step, td_target
 from dlcore.state import count_params
 
 GAMMA = 0.9

@@ -8,12 +8,20 @@ from gymnax.environments import spaces
 
 from dlcore.errors import ConfigError
 from dlcore.optim import OptimizerConfig
-from dlcore.qlearning import DqnConfig, make_dqn_program, make_dqn_train
+from dlcore.rl.dqn import DqnConfig, make_dqn_program
+from dlcore.rl.dqn.config import iterations
 from dlcore.rl.envs import CONTINUOUS_ENVS, DISCRETE_ENVS, make_env
+from dlcore.rl.program import whole_run
 
 TINY = dict(total_steps=2_000, num_envs=4, buffer_size=1_000,
             learning_starts=200, batch_size=32, train_every=4,
-            target_update_every=40, log_every=1_000, eval_episodes=2)
+            target_update_every=40, chunk_steps=1_000, eval_episodes=2)
+
+
+def make_dqn_train(config: DqnConfig):
+  """The whole run of ``config`` as one function of its key."""
+  per_chunk, chunks = iterations(config)
+  return whole_run(make_dqn_program(config), chunks, per_chunk)
 
 
 @pytest.mark.slow
@@ -60,7 +68,7 @@ def test_short_run_learns_catch():
                      buffer_size=5_000, learning_starts=500, batch_size=32,
                      optimizer=OptimizerConfig(name="adam", lr=1e-3),
                      train_every=10, target_update_every=100,
-                     log_every=2_000, eval_episodes=50)
+                     chunk_steps=2_000, eval_episodes=50)
   program = make_dqn_program(config)
   train = make_dqn_train(config)
   runner, metrics = jax.jit(train)(jax.random.PRNGKey(0))

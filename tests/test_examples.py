@@ -7,8 +7,8 @@ import pytest
 
 from dlcore.adversarial import GanConfig
 from dlcore.config import load_config_file
-from dlcore.ppo import PpoConfig
-from dlcore.qlearning import DqnConfig
+from dlcore.rl.dqn import DqnConfig
+from dlcore.rl.ppo import PpoConfig
 from dlcore.supervised import ClassifyConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -22,6 +22,8 @@ def _import_torchvision():
   """
   try:
     import torchvision  # pylint: disable=import-outside-toplevel
+  except ModuleNotFoundError:
+    pytest.skip("needs torchvision (the bench extra)", allow_module_level=True)
   except RuntimeError as e:
     if "torchvision::nms does not exist" not in str(e):
       raise

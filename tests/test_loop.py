@@ -24,8 +24,6 @@ from dlcore.supervised import train_and_evaluate
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-
-
 def checkpoint_steps(workdir) -> list[int]:
   return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints")
                 .iterdir() if p.name.isdigit())
@@ -104,7 +102,7 @@ def test_the_step_is_compiled_ahead_of_time_and_never_run_for_nothing(tmp_path):
       {"x": jnp.zeros(())}, step,
       lambda start: iter(lambda: jnp.ones(()), None),
       key=jax.random.PRNGKey(0), num_steps=5, workdir=tmp_path,
-      every=loop.LoopConfig(log_every=5, checkpoint_every=0))
+      every=loop.Cadences(log=5, eval=0, sample=0, checkpoint=0))
   assert (step.calls, step.lowered) == (5, 1)
   assert float(state["x"]) == 5.0
   assert isinstance(history.compile_seconds, float)

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlcore.errors import ConfigError
 from dlcore.models import (CLASSIFIERS, CNN, MLP, LeNet5, RecurrentClassifier,
                            ResNet, ResNet18, ResNet20, TransformerClassifier,
                            create_classifier)
@@ -124,7 +123,7 @@ def test_lenet5_is_the_nn_conv_lenet5(shape):
 
 
 def test_lenet5_rejects_images_too_small():
-  with pytest.raises(ConfigError, match="at least 12x12"):
+  with pytest.raises(ValueError, match="at least 12x12"):
     abstract_init(LeNet5(), jnp.ones((1, 8, 8, 1)))
 
 
@@ -291,5 +290,5 @@ def test_dcgan_generator_is_tanh_of_its_last_transposed_convolution():
 
 
 def test_unknown_model_lists_the_choices():
-  with pytest.raises(ConfigError, match="unknown model 'vgg'.*cnn.*resnet20"):
+  with pytest.raises(ValueError, match="unknown classifier 'vgg'.*cnn.*resnet20"):
     create_classifier("vgg", 10)

@@ -1,5 +1,6 @@
 """The optimizer config against hand computations and optax's own rules."""
 
+import dataclasses
 import math
 
 import flax.linen as nn
@@ -9,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from dlcore.config import field, validate
 from dlcore.errors import ConfigError
 from dlcore.models import MLP
 from dlcore.optim import (OptimizerConfig, check_optimizer, create_optimizer,
@@ -243,12 +245,12 @@ def test_unmatched_freeze_pattern_is_refused_naming_real_paths():
       jax.random.PRNGKey(0), jnp.ones((1, 3)))["params"]
   with pytest.raises(ConfigError, match=r"option optimizer.freeze pattern "
                      r"'Conv_0/\.\*' matches no parameter.*Dense_0/kernel"):
-    create_optimizer(OptimizerConfig(freeze=("Dense_1/.*", "Conv_0/.*")), 10,
-                     params)
+    check_optimizer(OptimizerConfig(freeze=("Dense_1/.*", "Conv_0/.*")),
+                    params, total_steps=10)
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"lr": -1.0}, "option optimizer.lr must be positive, got -1.0"),
+    ({"lr": -1.0}, r"option optimizer.lr must be in \(0, 3.4e38\], got -1.0"),
     ({"name": "rmsprop"}, "option optimizer.name must be one of adam, adamw, "
                           "sgd, got 'rmsprop'"),
     ({"schedule": "step"}, "option optimizer.schedule must be one of"),
@@ -264,6 +266,12 @@ def test_unmatched_freeze_pattern_is_refused_naming_real_paths():
                                  "regular expression"),
 ])
 def test_bad_options_are_refused_in_one_sentence(options, message):
+  """Each option on its own (``validate``), then together (``check_optimizer``)."""
+  @dataclasses.dataclass(frozen=True)
+  class Run:
+    optimizer: OptimizerConfig = field(OptimizerConfig(**options), "it")
+
   with pytest.raises(ConfigError, match=message) as error:
-    create_optimizer(OptimizerConfig(**options), total_steps=10)
+    validate(Run())
+    check_optimizer(Run().optimizer, total_steps=10)
   assert "\n" not in str(error.value)

@@ -9,8 +9,10 @@ import pytest
 from scipy import stats
 
 from dlcore.models.actor_critic import ActorCritic
-from dlcore.ppo import (PpoConfig, clipped_surrogate, create_ppo_state, gae,
-                        make_ppo_train, ppo_step, value_loss)
+from dlcore.rl.ppo import (PpoConfig, clipped_surrogate, create_ppo_state, gae,
+                           make_ppo_program, ppo_step, value_loss)
+from dlcore.rl.ppo.config import iterations
+from dlcore.rl.program import whole_run
 from dlcore.rl.distributions import Categorical, DiagonalGaussian
 
 
@@ -154,7 +156,9 @@ def test_short_run_learns_cartpole_and_seeds_differ():
   # from 89 to over 100), so each seed must more than double it and their
   # mean pass 100.
   config = PpoConfig(total_steps=24_576)
-  runners, metrics = jax.jit(jax.vmap(make_ppo_train(config)))(
+  per_chunk, chunks = iterations(config)
+  train = whole_run(make_ppo_program(config), chunks, per_chunk)
+  runners, metrics = jax.jit(jax.vmap(train))(
       jax.random.split(jax.random.PRNGKey(0), 2))
   mean_return = np.asarray(metrics["return_sum"] / metrics["episodes"])
   np.testing.assert_array_equal(metrics["env_steps"],

@@ -6,6 +6,7 @@ killed with real signals, real files cut or overwritten, a really full
 """
 
 import json
+import os
 import pathlib
 import re
 import signal
@@ -23,8 +24,7 @@ from dlcore.checkpoint import Checkpointer, DAMAGED_DIR
 from dlcore.errors import ConfigError, DiskFull, NonFiniteLossError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-EVERY = loop.LoopConfig(log_every=1, eval_every=2, sample_every=0,
-                        checkpoint_every=2)
+EVERY = loop.Cadences(log=1, eval=2, sample=0, checkpoint=2)
 # A child process running ``run`` below on a slow step, until it is killed.
 CHILD = """
 import sys, time
@@ -152,6 +152,9 @@ def test_every_record_comes_back_exactly_once_from_the_checkpoint(tmp_path, dama
 
 @pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_resume_loses_nothing(tmp_path):
+  # The moment is drawn from a seed (DLCORE_KILL_SEED replays a failure).
+  seed = int(os.environ.get("DLCORE_KILL_SEED", time.time_ns() % 2**32))
+  print(f"DLCORE_KILL_SEED={seed}")  # Shown by pytest when the test fails.
   workdir = tmp_path / "run"
   child = subprocess.Popen(
       [sys.executable, "-c", CHILD.format(tests=str(ROOT / "tests")),
@@ -160,7 +163,7 @@ def test_sigkill_at_a_random_moment_then_resume_loses_nothing(tmp_path):
   deadline = time.time() + 60
   while not first.exists() and time.time() < deadline:
     time.sleep(0.01)
-  time.sleep(np.random.default_rng().uniform(0.0, 0.2))
+  time.sleep(np.random.default_rng(seed).uniform(0.0, 0.2))
   child.send_signal(signal.SIGKILL)
   child.wait()
   state, history = run(workdir, 30, resume=True)

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from dlcore import losses
+from dlcore.supervised import losses
 from dlcore.data import eval_batches, Split
 from dlcore.models import MLP
 from dlcore.state import create_train_state
@@ -136,7 +136,7 @@ def test_evaluation_counts_a_partial_last_batch_exactly():
   logits = state.apply_fn({"params": state.params}, data["image"])
   expected_accuracy = np.mean(np.argmax(logits, -1) == data["label"])
   expected_loss = np.mean(losses.cross_entropy(logits, data["label"]))
-  metrics = evaluate(jax.jit(eval_step), state, split, batch_size=16)
+  metrics = evaluate(jax.jit(eval_step), state, eval_batches(split, 16))
   assert np.isclose(metrics["accuracy"], expected_accuracy)
   assert np.isclose(metrics["loss"], expected_loss, rtol=1e-5)
 

@@ -10,12 +10,12 @@ import optax
 import pytest
 
 from conftest import run_script, small_classify_config, write_npz
-from dlcore import experiment, files, transfer
+from dlcore import transfer
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import few_shot, load_dataset, parse_classes, select_classes
 from dlcore.errors import ConfigError
 from dlcore.models import create_classifier
-from dlcore.optim import OptimizerConfig, create_optimizer
+from dlcore.optim import OptimizerConfig, check_optimizer, create_optimizer
 from dlcore.state import create_train_state
 from dlcore.supervised import (FinetuneConfig, eval_step, finetune,
                                train_and_evaluate, train_step)
@@ -171,7 +171,7 @@ def test_lr_multipliers_scale_each_update_exactly(name):
                                             "Dense_0/.*=0.5"))
 
   def two_updates(config):
-    tx = create_optimizer(config, 10, params)
+    tx = create_optimizer(config, 10)
     state, p, out = tx.init(params), params, []
     for _ in range(2):
       updates, state = tx.update(grads, state, p)
@@ -190,10 +190,10 @@ def test_lr_multipliers_scale_each_update_exactly(name):
 
 def test_bad_lr_multipliers_are_refused():
   params = {"Dense_0": {"kernel": jnp.ones((2, 2))}}
-  for spec, message in [("Dense_0/.*=0", "X > 0"), ("Dense_0/.*", "'PATTERN=X'"),
+  for spec, message in [("Dense_0/.*=0", "0 < X"), ("Dense_0/.*", "'PATTERN=X'"),
                         ("Dens/.*=0.1", "pattern 'Dens/.*' matches no parameter")]:
     with pytest.raises(ConfigError, match=f"option optimizer.lr_mult .*{message}"):
-      create_optimizer(OptimizerConfig(lr_mult=(spec,)), 10, params)
+      check_optimizer(OptimizerConfig(lr_mult=(spec,)), params, total_steps=10)
 
 
 # Tasks carved from a dataset.
@@ -227,7 +227,7 @@ def test_k_shot_subsets_are_balanced_reproducible_and_nested(tmp_path):
 
 # finetune.py.
 
-def test_finetune_end_to_end_with_exact_resume(tmp_path, monkeypatch, capsys):
+def test_finetune_end_to_end_starts_from_the_source_weights(tmp_path, capsys):
   source = small_classify_config(tmp_path, classes="0,1", epochs=2,
                                  workdir=str(tmp_path / "source"))
   train_and_evaluate(source)
@@ -245,25 +245,6 @@ def test_finetune_end_to_end_with_exact_resume(tmp_path, monkeypatch, capsys):
                                 pretrained["params"]["Dense_0"]["kernel"])
   assert not np.array_equal(restored["params"]["Dense_1"]["kernel"],
                             pretrained["params"]["Dense_1"]["kernel"])
-
-  interrupted = dataclasses.replace(straight, workdir=str(tmp_path / "cut"))
-  real_evaluate, calls = experiment.evaluate, []
-
-  def evaluate_then_crash(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == 2:  # Epoch 1 is checkpointed.
-      raise KeyboardInterrupt
-    return real_evaluate(*args, **kwargs)
-
-  monkeypatch.setattr(experiment, "evaluate", evaluate_then_crash)
-  with pytest.raises(KeyboardInterrupt):
-    finetune(interrupted)
-  monkeypatch.setattr(experiment, "evaluate", real_evaluate)
-  finetune(dataclasses.replace(interrupted, resume=True))
-  strip = lambda rs: [{k: v for k, v in r.items()
-                       if k not in ("seconds", "steps_per_sec")} for r in rs]
-  assert strip(files.read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == \
-      strip(files.read_jsonl(tmp_path / "straight" / "metrics.jsonl"))
 
   # The command line (in this process): bad input, one sentence, exit 2.
   with pytest.raises(SystemExit) as exit_status:

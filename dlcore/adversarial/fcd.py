@@ -119,7 +119,7 @@ def load_or_train_judge(dataset: str, data: Dataset,
     probe = Checkpointer(directory / CHECKPOINT_DIR)
     resume = probe.latest_step() is not None  # Resume an interrupted training.
     probe.close()
-    train_and_evaluate(dataclasses.replace(config, resume=resume), directory)
+    train_and_evaluate(dataclasses.replace(config, resume=resume))
   summary = json.loads(summary_path.read_text())
   checkpointer = Checkpointer(directory / CHECKPOINT_DIR)
   state, _ = checkpointer.restore_latest()  # Nested dicts of arrays.

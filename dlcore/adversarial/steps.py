@@ -35,17 +35,15 @@ from jax import lax
 from dlcore import parallel
 from dlcore.adversarial.losses import LOSSES, GanLoss, gradient_penalty
 from dlcore.adversarial.state import GANState
-from dlcore.errors import ConfigError
 from dlcore.objective import Metrics
 from dlcore.state import TrainState
-
 
 
 def loss_spec(loss: str) -> GanLoss:
   """The ``GanLoss`` registered as ``loss``."""
   if loss not in LOSSES:
-    raise ConfigError(f"unknown loss {loss!r}; choose one of "
-                      f"{', '.join(LOSSES)}")
+    raise ValueError(f"unknown GAN loss {loss!r}; the registered ones are "
+                     f"{', '.join(LOSSES)}")
   return LOSSES[loss]
 
 

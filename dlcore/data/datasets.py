@@ -281,10 +281,23 @@ def _no_trace_on_failure(data_dir: str):
     raise
 
 
+def prepare_quietly(builder: tfds.core.DatasetBuilder) -> None:
+  """Prepares an embedded dataset (a second or two, once) without TFDS's progress bars.
+
+  A run refused just after it then prints only its one sentence. (TFDS
+  offers no way to read the setting back; its default, on, is restored.)
+  """
+  tfds.display_progress_bar(False)
+  try:
+    builder.download_and_prepare()
+  finally:
+    tfds.display_progress_bar(True)
+
+
 def _data_source(builder: tfds.core.DatasetBuilder, split: str, data_dir: str):
   """A random-access array_record source; prepares embedded data on first use."""
   if isinstance(builder, tuple(EMBEDDED.values())):
-    builder.download_and_prepare()
+    prepare_quietly(builder)
     return builder.as_data_source(split)
   absl_logger = logging.getLogger("absl")
   level = absl_logger.level

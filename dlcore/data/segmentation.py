@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 
 from dlcore.data.canvases import DigitCanvases
 from dlcore.data.datasets import (DEFAULT_DATA_DIR, NPZ_KEYS, Dataset, Split,
-                                  _as_images)
+                                  _as_images, prepare_quietly)
 from dlcore.errors import ConfigError
 
 IGNORE_LABEL = 255
@@ -57,10 +57,20 @@ def load_segmentation_dataset(name: str, data_dir: str | None = None,
 
 
 def _resized(arrays: list[np.ndarray], size: int, is_mask: bool) -> np.ndarray:
-  """``[N, size, size, ...]``: images bilinearly, masks nearest-neighbour (PIL)."""
+  """``[N, size, size, ...]``: images bilinearly, masks nearest-neighbour (PIL).
+
+  PIL resizes planes of 8-bit, 32-bit integer or 32-bit float pixels, so
+  masks of any integer type travel as int32 and images of any other type
+  as float32 (uint8 stays uint8).
+  """
   method = PIL.Image.NEAREST if is_mask else PIL.Image.BILINEAR
   out = []
   for a in arrays:
+    a = np.asarray(a)
+    if is_mask:
+      a = a.astype(np.int32)
+    elif a.dtype != np.uint8:
+      a = a.astype(np.float32)
     channels = a.shape[2:]
     a = a.reshape(a.shape[:2] + (-1,))
     planes = [np.asarray(PIL.Image.fromarray(a[..., c]).resize((size, size),
@@ -91,7 +101,7 @@ def _from_tfds(name: str, data_dir: str,
   for part in ("train", "test"):
     try:
       if name == EMBEDDED:
-        builder.download_and_prepare()
+        prepare_quietly(builder)
         source = builder.as_data_source(part)
       else:
         source = tfds.data_source(name, split=part, data_dir=data_dir)

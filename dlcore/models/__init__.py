@@ -16,14 +16,13 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from dlcore.errors import ConfigError
 from dlcore.models.convnets import CNN, LeNet5
 from dlcore.models.mlp import MLP
 from dlcore.models.recurrent import RecurrentClassifier
 from dlcore.models.resnet import (ImageNetResNet, ImageNetResNet18,
                                   ImageNetResNet50, ResNet, ResNet18, ResNet20)
 from dlcore.models.segmentation import (FCN, SEGMENTERS, UNet,
-                                        check_image_size, create_segmenter)
+                                        create_segmenter)
 from dlcore.models.transformer import TransformerClassifier
 
 # Each is called as ``CLASSIFIERS[name](num_classes=..., dtype=...)``.
@@ -42,23 +41,19 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def check_model_name(name: str) -> None:
-  if name not in CLASSIFIERS:
-    raise ConfigError(f"unknown model {name!r}; choose one of "
-                      f"{', '.join(sorted(CLASSIFIERS))}")
-
-
 def create_classifier(name: str, num_classes: int,
                       dtype: Dtype = jnp.float32) -> nn.Module:
   """The classifier registered as ``name`` with ``num_classes`` outputs.
 
   It computes in ``dtype`` with float32 parameters.
   """
-  check_model_name(name)
+  if name not in CLASSIFIERS:
+    raise ValueError(f"unknown classifier {name!r}; the registered ones are "
+                     f"{', '.join(sorted(CLASSIFIERS))}")
   return CLASSIFIERS[name](num_classes=num_classes, dtype=dtype)
 
 
-def _takes(model: nn.Module, image_shape: Sequence[int]) -> bool:
+def takes_images(model: nn.Module, image_shape: Sequence[int]) -> bool:
   """Whether ``model`` initialises on one image of ``image_shape`` (traced, not run)."""
   try:
     jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False),
@@ -68,31 +63,15 @@ def _takes(model: nn.Module, image_shape: Sequence[int]) -> bool:
   return True
 
 
-def check_image_shape(name: str, image_shape: Sequence[int],
-                      who: str | None = None) -> None:
-  """Raises ``ConfigError`` when classifier ``name`` cannot take ``[H, W, C]`` images.
-
-  The sentence names the smallest square image the model takes (found by
-  ``jax.eval_shape`` of its initialisation, so nothing is computed);
-  ``who`` names the model in it instead of ``model NAME`` (the option a
-  user can change).
-  """
-  model = create_classifier(name, num_classes=2)
-  height, width, channels = image_shape
-  if _takes(model, image_shape):
-    return
-  side = next((s for s in range(max(height, width) + 1, 1025)
-               if _takes(model, (s, s, channels))), None)
-  needs = f"at least {side}x{side} pixels" if side else "larger images"
-  advice = ("" if who else "; choose larger images or another option model, "
-            "such as mlp")
-  raise ConfigError(f"{who or f'model {name}'} cannot take images of "
-                    f"{height}x{width} pixels; it needs {needs}{advice}")
+def smallest_square_side(model: nn.Module, channels: int,
+                         start: int = 1) -> int | None:
+  """The side of the smallest square image above ``start`` that ``model`` takes (None up to 1024)."""
+  return next((s for s in range(start + 1, 1025)
+               if takes_images(model, (s, s, channels))), None)
 
 
 __all__ = ["CLASSIFIERS", "CNN", "FCN", "ImageNetResNet", "ImageNetResNet18",
            "ImageNetResNet50", "LeNet5", "MLP", "RecurrentClassifier",
            "ResNet", "ResNet18", "ResNet20", "SEGMENTERS",
-           "TransformerClassifier", "UNet", "check_image_shape",
-           "check_image_size", "check_model_name", "create_classifier",
-           "create_segmenter"]
+           "TransformerClassifier", "UNet", "create_classifier",
+           "create_segmenter", "smallest_square_side", "takes_images"]

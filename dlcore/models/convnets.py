@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from dlcore.errors import ConfigError
 from dlcore.models.patch_conv import PatchConv, avg_pool_2x2
 
 
@@ -37,7 +36,7 @@ class LeNet5(nn.Module):
     del train
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if min(x.shape[1:3]) < 12:
-      raise ConfigError(
+      raise ValueError(
           f"lenet5 needs images of at least 12x12 pixels, got "
           f"{x.shape[1]}x{x.shape[2]}; use cnn, mlp or resnet20 for small images")
     x = jnp.moveaxis(x, -1, 0)  # [C, B, H, W]

@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from dlcore.errors import ConfigError
 
 _WEIGHT_INIT = nn.initializers.normal(0.02)
 
@@ -132,7 +131,7 @@ def patch_grid_size(size: int, num_layers: int) -> int:
 
 def check_image_size(image_size: tuple[int, int], num_downsamplings: int,
                      num_layers: int) -> None:
-  """A ``ConfigError`` unless both networks take ``(H, W)`` images.
+  """A ``ValueError`` unless both networks take ``(H, W)`` images.
 
   The generator needs ``H`` and ``W`` divisible by ``2^num_downsamplings``
   (so that up-sampling restores the size); the discriminator at least one
@@ -141,13 +140,13 @@ def check_image_size(image_size: tuple[int, int], num_downsamplings: int,
   factor = 2 ** num_downsamplings
   height, width = image_size
   if height % factor or width % factor:
-    raise ConfigError(
+    raise ValueError(
         f"images of {height}x{width} pixels do not fit a generator with "
-        f"{num_downsamplings} down-samplings (option g_downsamplings): height "
-        f"and width must be multiples of {factor}")
+        f"{num_downsamplings} down-samplings: height and width must be "
+        f"multiples of {factor}")
   if min(patch_grid_size(height, num_layers),
          patch_grid_size(width, num_layers)) < 1:
-    raise ConfigError(
+    raise ValueError(
         f"images of {height}x{width} pixels are too small for a PatchGAN "
-        f"of {num_layers} layers (option d_layers); use fewer layers or "
-        f"images of at least {2 ** num_layers * 3} pixels a side")
+        f"of {num_layers} layers, which needs at least "
+        f"{2 ** num_layers * 3} pixels a side")

@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from dlcore.errors import ConfigError
 
 # Image side -> (side of the projected map, stride-2 upsamplings, width): the
 # width is the channel count of the generator's first map and of the
@@ -47,11 +46,11 @@ DCGAN_SIZES: dict[int, tuple[int, int, int]] = {
 
 
 def check_dcgan_shape(image_shape: Sequence[int]) -> None:
-  """Raises ``ConfigError`` unless DCGAN can make ``image_shape`` ``(H, W, C)``."""
+  """Raises ``ValueError`` unless DCGAN can make ``image_shape`` ``(H, W, C)``."""
   height, width = image_shape[0], image_shape[1]
   if height != width or height not in DCGAN_SIZES:
     sizes = ", ".join(f"{s}x{s}" for s in DCGAN_SIZES)
-    raise ConfigError(
+    raise ValueError(
         f"the dcgan architecture cannot make {height}x{width} images; it "
         f"supports {sizes} (use the mlp architecture for other sizes)")
 
@@ -200,5 +199,5 @@ def create_gan_models(arch: str, image_shape: Sequence[int],
     _, downsamplings, width = DCGAN_SIZES[image_shape[0]]
     return (DCGANGenerator(image_shape, width, num_classes, dtype=dtype),
             DCGANDiscriminator(width, downsamplings, num_classes, dtype=dtype))
-  raise ConfigError(f"unknown architecture {arch!r}; choose one of "
-                    f"{', '.join(ARCHITECTURES)}")
+  raise ValueError(f"unknown architecture {arch!r}; choose one of "
+                   f"{', '.join(ARCHITECTURES)}")

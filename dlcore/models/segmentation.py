@@ -9,8 +9,8 @@ one image size apply to any other that the downsampling divides:
 - ``UNet`` downsamples ``depth`` times: ``H`` and ``W`` must be multiples
   of ``2 ** depth``.
 
-A size that does not fit raises ``ConfigError`` naming the rule
-(``check_image_size``, also called before training). Convolutions are
+A size that does not fit raises ``ValueError`` naming the rule
+(``size_multiple`` is each model's). Convolutions are
 followed by BatchNorm (statistics in ``batch_stats``; pass ``axis_name``
 under ``pmap``/``shard_map`` to synchronise them) and ReLU. Every layer
 computes in ``dtype`` with ``param_dtype`` parameters; the scores are
@@ -25,20 +25,18 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from dlcore.errors import ConfigError
 from dlcore.models.resnet import BasicBlock
 
 TRUNKS = ("cnn", "resnet20")
 
 
 def check_image_size(model: nn.Module, height: int, width: int) -> None:
-  """Raises ``ConfigError`` unless ``model`` takes ``height`` x ``width`` images."""
+  """Raises ``ValueError`` unless ``model`` takes ``height`` x ``width`` images."""
   multiple = model.size_multiple
   if height % multiple or width % multiple:
-    raise ConfigError(
-        f"model {model.name_for_errors} takes images whose height and width "
-        f"are multiples of {multiple}, got {height}x{width}; crop or pad the "
-        "images, or choose a shallower model")
+    raise ValueError(
+        f"{type(model).__name__} takes images whose height and width are "
+        f"multiples of {multiple}, got {height}x{width}")
 
 
 class FCN(nn.Module):
@@ -63,8 +61,6 @@ class FCN(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   size_multiple = 4
-  name_for_errors = "fcn"
-
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False,
                axis_name: str | None = None) -> jax.Array:
@@ -123,8 +119,6 @@ class UNet(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
-  name_for_errors = "unet"
-
   @property
   def size_multiple(self) -> int:
     return 2 ** self.depth
@@ -166,13 +160,8 @@ def create_segmenter(name: str, num_classes: int, *, width: int = 16,
                      dtype: Dtype = jnp.float32) -> nn.Module:
   """``fcn`` (on ``trunk``) or ``unet`` (of ``depth``), ``width`` filters at the top level."""
   if name == "fcn":
-    if trunk not in TRUNKS:
-      raise ConfigError(f"unknown trunk {trunk!r}; choose one of "
-                        f"{', '.join(TRUNKS)}")
     return FCN(num_classes, trunk=trunk, width=width, dtype=dtype)
   if name == "unet":
-    if depth < 1:
-      raise ConfigError(f"option depth must be at least 1, got {depth}")
     return UNet(num_classes, depth=depth, width=width, dtype=dtype)
-  raise ConfigError(f"unknown model {name!r}; choose one of "
-                    f"{', '.join(SEGMENTERS)}")
+  raise ValueError(f"unknown segmenter {name!r}; the registered ones are "
+                   f"{', '.join(SEGMENTERS)}")

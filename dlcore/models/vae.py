@@ -27,7 +27,6 @@ import jax.numpy as jnp
 import optax
 from flax.typing import Dtype
 
-from dlcore.errors import ConfigError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 # The Gaussian likelihood's initial standard deviation is 0.1 (pixels are in
@@ -82,8 +81,8 @@ class VAE(nn.Module):
 
   def setup(self):
     if self.likelihood not in LIKELIHOODS:
-      raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose one "
-                        f"of {', '.join(LIKELIHOODS)}")
+      raise ValueError(f"unknown likelihood {self.likelihood!r}; choose one "
+                       f"of {', '.join(LIKELIHOODS)}")
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     self.encoder = Encoder(self.latent_dim, **dtypes)
     self.decoder = Decoder(tuple(self.image_shape), **dtypes)

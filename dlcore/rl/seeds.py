@@ -2,10 +2,7 @@
 
 Usage::
 
-  keys = seed_keys(config)                  # [seeds, 2]: seed i's key is row i
   mesh = seed_mesh(config)                  # uses config.seeds, config.devices
-  init = per_seed(program.init, mesh, config.parallel)
-  runners = init(parallel.shard_batch(np.asarray(keys), mesh))
   record = episode_returns(chunk_metrics)   # leaves [chunks, seeds]
 
 Seeds are independent: no communication between them, and each seed's
@@ -21,11 +18,6 @@ from dlcore import parallel
 from dlcore.errors import ConfigError
 
 
-def seed_keys(config) -> jax.Array:
-  """One key per seed, ``[seeds, 2]``: every draw of seed ``i`` derives from row ``i``."""
-  return jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
-
-
 def seed_mesh(config) -> jax.sharding.Mesh:
   """The devices the seeds spread over: ``--devices``, or the most that divide ``--seeds``."""
   if config.devices is None:
@@ -38,18 +30,6 @@ def seed_mesh(config) -> jax.sharding.Mesh:
                         f"option devices {count}; choose a multiple of "
                         f"{count} seeds or devices that divide the seeds")
   return parallel.data_mesh(count)
-
-
-def per_seed(fn, mesh, mechanism: str, **options):
-  """``fn`` vmapped over its first argument's seeds, split over ``mesh`` (outputs too).
-
-  Further arguments (a step's batch and key) are shared by every seed.
-  """
-  def mapped(xs, *rest, axis_name):
-    del axis_name  # Seeds are independent: no collective.
-    return jax.vmap(lambda x: fn(x, *rest))(xs)
-  return parallel.wrap(mapped, mesh, mechanism, sharded_argnums=(0,),
-                       shard_outputs=True, **options)
 
 
 def episode_returns(metrics: dict[str, np.ndarray]) -> dict[str, Any]:

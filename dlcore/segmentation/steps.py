@@ -25,7 +25,6 @@ per-device pixel counts may differ and the update is still exact.
 import functools
 from typing import Any, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -33,11 +32,9 @@ from jax import lax
 
 from dlcore.data.segmentation import IGNORE_LABEL
 from dlcore.metrics import Average, ConfusionMatrix
-from dlcore.objective import Metrics, Objective
+from dlcore.objective import Metrics
 from dlcore.segmentation.augment import AugmentConfig, augment
-from dlcore.segmentation.overlays import overlay_grid
-from dlcore.state import TrainState, create_train_state
-from dlcore.supervised.steps import _apply
+from dlcore.state import TrainState, apply_model
 
 
 def pixel_losses(logits: jax.Array, masks: jax.Array,
@@ -79,7 +76,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   devices = 1 if axis_name is None else lax.axis_size(axis_name)
 
   def loss_fn(params):
-    logits, batch_stats = _apply(state, params, images, train=True,
+    logits, batch_stats = apply_model(state, params, images, train=True,
                                  key=dropout_key, axis_name=axis_name)
     losses, weights = pixel_losses(logits, masks, class_weights, ignore_label)
     total = jnp.sum(losses * weights)
@@ -109,7 +106,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array],
   (``mask`` 0) count in neither.
   """
   del key  # Evaluation is deterministic and never augments.
-  logits, _ = _apply(state, state.params, batch["image"], train=False)
+  logits, _ = apply_model(state, state.params, batch["image"], train=False)
   masks = batch["label"]
   example_mask = batch.get("mask", jnp.ones(masks.shape[:1], jnp.float32))
   losses, weights = pixel_losses(logits, masks, class_weights, ignore_label)
@@ -120,35 +117,3 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array],
   if axis_name is not None:
     sums = lax.psum(sums, axis_name)
   return sums
-
-
-def segmentation_objective(model: nn.Module, tx: optax.GradientTransformation,
-                           *, class_weights: Sequence[float] | None = None,
-                           augment_config: AugmentConfig = AugmentConfig(),
-                           frozen: tuple[str, ...] = (),
-                           sample_images: Any = None,
-                           sample_masks: Any = None) -> Objective:
-  """Semantic segmentation by ``model`` (``[B, H, W, C] -> [B, H, W, K]``) as an ``Objective``.
-
-  With ``sample_images`` ``[n, H, W, C]`` and their ``sample_masks``,
-  ``sample`` shows them with ground truth and predictions overlaid
-  (``overlays.overlay_grid``).
-  """
-  def init(key: jax.Array, batch: dict[str, Any]) -> TrainState:
-    return create_train_state(model, tx, jnp.asarray(batch["image"][:1]), key,
-                              frozen=frozen)
-
-  def sample(state: TrainState, key: jax.Array) -> jax.Array:
-    del key
-    logits, _ = _apply(state, state.params, jnp.asarray(sample_images),
-                       train=False)
-    return overlay_grid(sample_images, sample_masks, jnp.argmax(logits, -1),
-                        logits.shape[-1])
-
-  options = dict(class_weights=tuple(class_weights) if class_weights else None)
-  return Objective(
-      init=init,
-      train_step=functools.partial(train_step, augment_config=augment_config,
-                                   **options),
-      eval_step=functools.partial(eval_step, **options),
-      sample=None if sample_images is None else sample)

@@ -1,9 +1,16 @@
-"""Supervised learning: classification and regression steps, and the classifier run."""
+"""Supervised learning: classification and regression.
 
-from dlcore.supervised.steps import (TASKS, classifier_objective, eval_step,
-                                     train_step)
-from dlcore.supervised.finetune import FinetuneConfig, finetune
-from dlcore.supervised.train import ClassifyConfig, train_and_evaluate
+  dlcore.supervised.config     ``ClassifyConfig``, ``FinetuneConfig``.
+  dlcore.supervised.losses     cross-entropy and squared error per example.
+  dlcore.supervised.steps      ``train_step``, ``eval_step``, ``random_shift``.
+  dlcore.supervised.objective  ``classifier_objective``.
+  dlcore.supervised.train      ``train_and_evaluate(config)``, ``finetune(config)``.
+"""
+
+from dlcore.supervised.config import ClassifyConfig, FinetuneConfig
+from dlcore.supervised.objective import classifier_objective
+from dlcore.supervised.steps import TASKS, eval_step, train_step
+from dlcore.supervised.train import finetune, train_and_evaluate
 
 __all__ = ["TASKS", "ClassifyConfig", "FinetuneConfig", "classifier_objective",
            "eval_step", "finetune", "train_and_evaluate", "train_step"]

@@ -4,8 +4,8 @@
 ``{"image": [B, ...], "label": [B] or [B, D]}`` and a key for dropout.
 ``eval_step(state, batch) -> metrics`` takes a batch with a ``mask`` ``[B]``
 and returns mergeable ``dlcore.metrics.Average`` s over real examples, so
-partial batches count exactly. ``classifier_objective`` bundles them with
-an ``init`` as a ``dlcore.objective.Objective``.
+partial batches count exactly. ``dlcore.supervised.objective`` bundles
+them with an ``init`` as a ``dlcore.objective.Objective``.
 
 Both accept ``axis_name``: under ``jax.pmap`` / ``jax.shard_map`` over that
 axis, gradients, BatchNorm statistics and metrics are averaged (or summed)
@@ -19,41 +19,18 @@ optional label smoothing) or ``"regression"`` (mean squared error).
 Bind the keyword options with ``functools.partial`` before ``jax.jit``.
 """
 
-import functools
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
-from dlcore import losses
 from dlcore.metrics import Average
-from dlcore.objective import Metrics, Objective
-from dlcore.state import (TrainState, create_train_state,
-                          frozen_norms_in_inference)
+from dlcore.objective import Metrics
+from dlcore.state import TrainState, apply_model
+from dlcore.supervised import losses
 
 TASKS = ("classification", "regression")
-
-
-def _apply(state: TrainState, params, images, *, train: bool, key=None,
-           axis_name=None):
-  """Runs the model; returns ``(outputs, new_batch_stats)``."""
-  variables = {"params": params}
-  kwargs: dict[str, Any] = {"train": train}
-  if state.has_batch_stats:
-    variables["batch_stats"] = state.batch_stats
-    kwargs["axis_name"] = axis_name
-  if not train or not state.has_batch_stats:
-    outputs = state.apply_fn(variables, images,
-                             rngs={"dropout": key} if key is not None else None,
-                             **kwargs)
-    return outputs, state.batch_stats
-  with frozen_norms_in_inference(state.frozen):
-    outputs, updates = state.apply_fn(variables, images, rngs={"dropout": key},
-                                      mutable=["batch_stats"], **kwargs)
-  return outputs, updates["batch_stats"]
 
 
 def _per_example(outputs, labels, task: str, label_smoothing: float):
@@ -96,7 +73,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     images = random_shift(shift_key, images, shift)
 
   def loss_fn(params):
-    outputs, batch_stats = _apply(state, params, images, train=True,
+    outputs, batch_stats = apply_model(state, params, images, train=True,
                                   key=key, axis_name=axis_name)
     loss, extra = _per_example(outputs, batch["label"], task, label_smoothing)
     metrics = {"loss": jnp.mean(loss),
@@ -115,7 +92,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array],
               axis_name: str | None = None) -> dict[str, Average]:
   """Masked averages ``loss`` (and ``accuracy`` for classification), summed over devices."""
   del key  # Evaluation is deterministic.
-  outputs, _ = _apply(state, state.params, batch["image"], train=False)
+  outputs, _ = apply_model(state, state.params, batch["image"], train=False)
   loss, extra = _per_example(outputs, batch["label"], task, 0.0)
   mask = batch.get("mask")
   sums = {"loss": Average.of(loss, mask),
@@ -123,24 +100,3 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array],
   if axis_name is not None:
     sums = lax.psum(sums, axis_name)
   return sums
-
-
-def classifier_objective(model: nn.Module, tx: optax.GradientTransformation,
-                         *, task: str = "classification",
-                         label_smoothing: float = 0.0, shift: int = 0,
-                         frozen: tuple[str, ...] = ()) -> Objective:
-  """Supervised learning of ``model`` (``[B, ...] -> [B, K]``) as an ``Objective``.
-
-  ``init(key, batch)`` builds a ``TrainState`` on one example of
-  ``batch["image"]``; ``frozen`` are the path patterns whose parameters and
-  BatchNorm statistics stay fixed (``dlcore.optim``).
-  """
-  def init(key: jax.Array, batch: dict[str, Any]) -> TrainState:
-    return create_train_state(model, tx, jnp.asarray(batch["image"][:1]), key,
-                              frozen=frozen)
-  return Objective(
-      init=init,
-      train_step=functools.partial(train_step, task=task,
-                                   label_smoothing=label_smoothing,
-                                   shift=shift),
-      eval_step=functools.partial(eval_step, task=task))

@@ -5,7 +5,6 @@ Usage::
   state = create_vae_state((8, 8, 1), key, tx=optax.adam(1e-3))
   step = jax.jit(vae_step)
   state, metrics = step(state, {"image": x}, key)
-  objective = vae_objective((8, 8, 1), optax.adam(1e-3))   # for dlcore.loop
 
 ``batch["image"]`` ``[B, H, W, C]`` holds images in [0, 1]; ``key`` draws
 the reparameterisation noise. The loss is the batch mean of ``-ELBO =
@@ -18,34 +17,15 @@ global batch, and gradients and metrics are averaged across devices with
 """
 
 import functools
-from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
 from dlcore import parallel
 from dlcore.metrics import Average
-from dlcore.models.vae import VAE
-from dlcore.objective import Metrics, Objective
+from dlcore.objective import Metrics
 from dlcore.state import TrainState
-
-VAE_ADAM = optax.adam(1e-3)
-
-
-def create_vae_state(image_shape: Sequence[int], key: jax.Array, *,
-                     batch_size: int = 2, latent_dim: int = 16,
-                     likelihood: str = "bernoulli",
-                     tx: optax.GradientTransformation = VAE_ADAM,
-                     dtype=jnp.float32) -> TrainState:
-  """A fresh ``TrainState`` of ``VAE`` updated by ``tx``; ``batch_size`` sizes the init input."""
-  model = VAE(tuple(image_shape), latent_dim, likelihood, dtype=dtype)
-  params_key, noise_key = jax.random.split(key)
-  params = model.init(params_key, jnp.zeros((batch_size, *image_shape)),
-                      noise_key)["params"]
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                           batch_stats={})
 
 
 def elbo_terms(state: TrainState, params, images: jax.Array, key: jax.Array,
@@ -84,21 +64,3 @@ def vae_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
   if axis_name is not None:
     grads, metrics = lax.pmean((grads, metrics), axis_name)
   return state.apply_gradients(grads=grads), metrics
-
-
-def vae_objective(image_shape: Sequence[int],
-                  tx: optax.GradientTransformation = VAE_ADAM, *,
-                  latent_dim: int = 16, likelihood: str = "bernoulli",
-                  dtype=jnp.float32, grid_size: int = 100) -> Objective:
-  """The VAE as an ``Objective``; ``sample`` decodes ``grid_size`` prior draws."""
-  def init(key: jax.Array, batch: Any) -> TrainState:
-    del batch  # The shapes come from image_shape.
-    return create_vae_state(image_shape, key, latent_dim=latent_dim,
-                            likelihood=likelihood, tx=tx, dtype=dtype)
-
-  def sample(state: TrainState, key: jax.Array) -> jax.Array:
-    z = jax.random.normal(key, (grid_size, latent_dim))
-    return state.apply_fn({"params": state.params}, z, method="generate")
-
-  return Objective(init=init, train_step=vae_step, eval_step=vae_eval_step,
-                   sample=sample)

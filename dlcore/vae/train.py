@@ -1,54 +1,34 @@
-"""Training a VAE and reporting its test ELBO: ``train_vae(config, workdir)``.
+"""Training a VAE and reporting its test ELBO: ``train_and_evaluate(config)``.
 
-Writes into ``workdir`` what ``dlcore.loop`` writes (``metrics.jsonl`` with
-the test ELBO at the eval cadence, ``tensorboard/``, ``model.txt``,
-``samples_XXXXXX.png`` decoded from the prior at the sample cadence,
-``checkpoints/``), plus ``curves.png`` and ``summary.json``.
+Writes into ``config.workdir`` what ``dlcore.loop`` writes
+(``metrics.jsonl`` with the test ELBO at the eval cadence, ``tensorboard/``,
+``model.txt``, ``samples_XXXXXX.png`` decoded from the prior at the sample
+cadence, ``checkpoints/``), plus ``curves.png`` and ``summary.json``.
 """
 
-import dataclasses
-import pathlib
 from typing import Any
 
-from dlcore import experiment, optim
-from dlcore.config import STEPS_RANGE, field
+from dlcore import experiment
+from dlcore.config import validate
 from dlcore.data import load_dataset
-from dlcore.models.vae import LIKELIHOODS
-from dlcore.vae.steps import vae_objective
+from dlcore.vae.config import VaeConfig
+from dlcore.vae.objective import vae_objective
 
 
-@dataclasses.dataclass(frozen=True)
-class VaeConfig(experiment.ExperimentConfig):
-  """Options of ``experiments/vae.py`` (defaults: an MLP VAE on digits)."""
-  dataset: str = field("digits", "digits (embedded), a TFDS name such as "
-                       "mnist, or an .npz file (x_train, x_test)")
-  likelihood: str = field("bernoulli", "pixel likelihood p(x | z): bernoulli "
-                          "or gaussian (learned scale)", choices=LIKELIHOODS)
-  latent_dim: int = field(16, "latent dimensions", valid="[1, inf)")
-  steps: int = field(5000, "gradient steps", valid=STEPS_RANGE)
-  optimizer: optim.OptimizerConfig = field(
-      optim.OptimizerConfig(name="adam", lr=1e-3), "the optimizer")
-  eval_batch_size: int = field(500, "test batch size (the last batch is "
-                               "padded and masked)", valid="[1, inf)")
-  workdir: str = field("runs/vae", "where metrics, samples and checkpoints go")
-
-
-def train_vae(config: VaeConfig,
-              workdir: str | pathlib.Path | None = None) -> dict[str, Any]:
-  """Trains a VAE as ``config`` says; returns the summary (also ``summary.json``).
-
-  ``workdir``, when given, replaces ``config.workdir``.
-  """
-  if workdir is not None:
-    config = dataclasses.replace(config, workdir=str(workdir))
-  experiment.check_options(config)
+def train_and_evaluate(config: VaeConfig) -> dict[str, Any]:
+  """Trains a VAE as ``config`` says; returns the summary (also ``summary.json``)."""
+  validate(config)
   data = load_dataset(config.dataset, config.data_dir, labels_required=False)
+  plan = experiment.plan(
+      config, num_steps=config.steps, batch_size=config.batch_size,
+      num_train=len(data.train),
+      optimizers={"optimizer": (config.optimizer, None, config.steps)})
   objective = vae_objective(
-      data.image_shape, optim.create_optimizer(config.optimizer, config.steps),
+      data.image_shape, plan.optimizers["optimizer"],
       latent_dim=config.latent_dim, likelihood=config.likelihood,
       dtype=experiment.compute_dtype(config))
   _, history = experiment.fit(
-      objective, data, config, num_steps=config.steps,
+      objective, experiment.DatasetStream.of(data, config), config, plan,
       desc=f"{config.likelihood} VAE on {data.name}")
   last = history.last
   return experiment.finish(config, history, {

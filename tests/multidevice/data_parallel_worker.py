@@ -58,8 +58,8 @@ def main():
               in jax.tree_util.tree_leaves_with_path(params)})
   train_and_evaluate(
       ClassifyConfig(epochs=1, batch_size=256, data_dir=config.data_dir,
-                     devices=config.devices, parallel=config.parallel),
-      out / "run")
+                     devices=config.devices, parallel=config.parallel,
+                     workdir=str(out / "run")))
 
 
 if __name__ == "__main__":

@@ -32,23 +32,24 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from dlcore import parallel
-from dlcore.adversarial import GanConfig, create_gan_state, gan_step, train_gan
-from dlcore.adversarial.cyclegan import (NetworkSpec, create_cyclegan_state,
+from dlcore.adversarial import GanConfig, create_gan_state, gan_step
+from dlcore.adversarial import train_and_evaluate as train_gan
+from dlcore.cyclegan import (NetworkSpec, create_cyclegan_state,
                                          cyclegan_step)
 from dlcore.checkpoint import Checkpointer
-from dlcore.data import Split, load_dataset
+from dlcore.data import Split, eval_batches, load_dataset
 from dlcore.errors import ConfigError
 from dlcore.experiment import evaluate
 from dlcore.files import read_jsonl
 from dlcore.loop import CHECKPOINT_DIR, METRICS_FILE
 from dlcore.models import ResNet, create_classifier
 from dlcore.optim import OptimizerConfig, create_optimizer
-from dlcore.ppo import PpoConfig
-from dlcore.ppo import train_and_evaluate as train_ppo
-from dlcore.qlearning import DqnConfig
-from dlcore.qlearning import train_and_evaluate as train_dqn
-from dlcore.qlearning.state import create_dqn_state
-from dlcore.qlearning.steps import dqn_step
+from dlcore.rl.ppo import PpoConfig
+from dlcore.rl.ppo import train_and_evaluate as train_ppo
+from dlcore.rl.dqn import DqnConfig
+from dlcore.rl.dqn import train_and_evaluate as train_dqn
+from dlcore.rl.dqn.state import create_dqn_state
+from dlcore.rl.dqn.steps import dqn_step
 from dlcore.rl.seeds import seed_mesh
 from dlcore.state import create_train_state
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
@@ -291,8 +292,9 @@ def test_sharded_evaluation_is_exact(mechanism: str):
   state = classifier_state("cnn")
   mesh = parallel.data_mesh()
   sharded = evaluate(parallel.wrap(eval_step, mesh, mechanism),
-                     parallel.replicate(state, mesh), split, 20, mesh)
-  single = evaluate(jax.jit(eval_step), state, split, 20)
+                     parallel.replicate(state, mesh), eval_batches(split, 20),
+                     mesh)
+  single = evaluate(jax.jit(eval_step), state, eval_batches(split, 20))
   assert sharded["accuracy"] == single["accuracy"]
   np.testing.assert_allclose(sharded["loss"], single["loss"], rtol=1e-6)
 
@@ -352,9 +354,10 @@ def test_shard_of_global_draw_matches_one_draw():
 def test_classify_on_8_devices_matches_one_device(tmp_path):
   """Same seed, same global batches: test accuracy within 0.5 points."""
   config = ClassifyConfig(epochs=1, batch_size=32, data_dir=DATA_DIR)
-  on_8 = train_and_evaluate(config, tmp_path / "eight")
-  on_1 = train_and_evaluate(dataclasses.replace(config, devices=1),
-                            tmp_path / "one")
+  on_8 = train_and_evaluate(dataclasses.replace(
+      config, workdir=str(tmp_path / "eight")))
+  on_1 = train_and_evaluate(dataclasses.replace(
+      config, devices=1, workdir=str(tmp_path / "one")))
   assert (on_8["num_devices"], on_1["num_devices"]) == (8, 1)
   assert abs(on_8["test_accuracy"] - on_1["test_accuracy"]) <= 0.005
   assert on_8["test_accuracy"] > 0.5  # It learnt something.
@@ -386,7 +389,8 @@ def test_gan_training_on_8_devices_matches_one_device(tmp_path):
   runs = {}
   for devices in (8, 1):
     workdir = tmp_path / f"on_{devices}"
-    summary = train_gan(dataclasses.replace(config, devices=devices), workdir)
+    summary = train_gan(dataclasses.replace(config, devices=devices,
+                                    workdir=str(workdir)))
     assert summary["num_devices"] == devices
     runs[devices] = (read_jsonl(workdir / METRICS_FILE), saved_state(workdir))
   (records_8, state_8), (records_1, state_1) = runs[8], runs[1]
@@ -403,12 +407,13 @@ def test_dqn_seeds_on_2_devices_match_one_device(tmp_path):
   """``dqn.train_and_evaluate``: 2 seeds, one per device, exactly as on one."""
   config = DqnConfig(total_steps=400, num_envs=4, seeds=2, buffer_size=200,
                      batch_size=16, learning_starts=100, train_every=4,
-                     target_update_every=40, log_every=200, eval_episodes=2,
+                     target_update_every=40, chunk_steps=200, eval_episodes=2,
                      checkpoint_every=400)
   runs = {}
   for devices in (2, 1):
     workdir = tmp_path / f"on_{devices}"
-    summary = train_dqn(dataclasses.replace(config, devices=devices), workdir)
+    summary = train_dqn(dataclasses.replace(config, devices=devices,
+                                    workdir=str(workdir)))
     assert summary["num_devices"] == devices
     runs[devices] = (summary, read_jsonl(workdir / METRICS_FILE),
                      saved_state(workdir))
@@ -437,13 +442,14 @@ def test_dqn_uses_the_most_devices_that_divide_the_seeds():
 def test_ppo_seeds_on_2_devices_match_one_device(tmp_path):
   """``ppo.train_and_evaluate``: 2 seeds, one per device, exactly as on one."""
   config = PpoConfig(total_steps=256, num_envs=4, num_steps=32, seeds=2,
-                     num_minibatches=2, update_epochs=2, log_every=128,
+                     num_minibatches=2, update_epochs=2, chunk_steps=128,
                      checkpoint_every=256, eval_episodes=2,
                      hidden_size=16)
   runs = {}
   for devices in (2, 1):
     workdir = tmp_path / f"on_{devices}"
-    summary = train_ppo(dataclasses.replace(config, devices=devices), workdir)
+    summary = train_ppo(dataclasses.replace(config, devices=devices,
+                                    workdir=str(workdir)))
     assert summary["num_devices"] == devices
     runs[devices] = (summary, read_jsonl(workdir / METRICS_FILE),
                      saved_state(workdir))
@@ -470,8 +476,10 @@ def test_summed_confusion_matrix_on_8_devices_equals_one_device(mechanism: str):
   state = unet_state()
   mesh = parallel.data_mesh()
   sharded = evaluate(parallel.wrap(segmentation_eval_step, mesh, mechanism),
-                     parallel.replicate(state, mesh), split, 20, mesh)
-  single = evaluate(jax.jit(segmentation_eval_step), state, split, 20)
+                     parallel.replicate(state, mesh), eval_batches(split, 20),
+                     mesh)
+  single = evaluate(jax.jit(segmentation_eval_step), state,
+                    eval_batches(split, 20))
   assert sharded.keys() == single.keys()
   for name in single:  # From integer counts: exactly equal; the loss close.
     if name != "loss":

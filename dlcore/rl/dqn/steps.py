@@ -34,7 +34,7 @@ import optax
 from jax import lax
 
 from dlcore.objective import Metrics
-from dlcore.qlearning.state import DQNState
+from dlcore.rl.dqn.state import DQNState
 
 TD_LOSSES = {"mse": optax.squared_error,
           "huber": lambda td: optax.huber_loss(td, delta=1.0)}

@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dlcore.adversarial.cyclegan.pool import ImagePool, query_pool
-from dlcore.adversarial.cyclegan.state import CycleGanState, apply
+from dlcore.cyclegan.pool import ImagePool, query_pool
+from dlcore.cyclegan.state import CycleGanState, apply
 from dlcore.adversarial.losses import GanLoss
 from dlcore.adversarial.steps import loss_spec
 from dlcore.objective import Metrics

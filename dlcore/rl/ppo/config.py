@@ -5,42 +5,38 @@ parallel environments, 128-step rollouts, about 500k environment steps (976
 iterations of 512 steps), 4 epochs of 4 minibatches, Adam at 2.5e-4
 annealed linearly to 0 over the run's gradient updates, global-norm clipping
 at 0.5, gamma 0.99, GAE lambda 0.95, clip 0.2, entropy coefficient 0.01,
-value coefficient 0.5, a clipped value loss, tanh MLPs of 64 and 64 units.
-(Adam's epsilon is optax's 1e-8 where PureJaxRL uses 1e-5.)
-``check_config`` turns inconsistent options into one-sentence
-``ConfigError`` s before anything is written.
+value coefficient 0.5, a clipped value loss, tanh MLPs of 64 and 64 units;
+one compiled chunk is 16 iterations (8,192 environment steps). (Adam's
+epsilon is optax's 1e-8 where PureJaxRL uses 1e-5.) ``check_config`` turns
+options that do not fit together into one-sentence ``ConfigError`` s before
+anything is written.
 """
 
 import dataclasses
 
-from dlcore import optim, parallel
-from dlcore.config import (SEED_RANGE, STEPS_RANGE, Interval, check_ranges,
-                           field)
+from dlcore import optim
+from dlcore.config import STEPS_RANGE, Interval, field
 from dlcore.errors import ConfigError
 from dlcore.models.actor_critic import ACTIVATIONS
-from dlcore.rl.envs import CONTINUOUS_ENVS, DISCRETE_ENVS, check_env_name
+from dlcore.rl.config import RlConfig
+from dlcore.rl.envs import CONTINUOUS_ENVS, DISCRETE_ENVS
 
 
 @dataclasses.dataclass(frozen=True)
-class PpoConfig(parallel.ParallelConfig):
+class PpoConfig(RlConfig):
   """Options of ``experiments/ppo.py``; environment steps count all parallel envs."""
-  devices: int | None = field(None, "devices the seeds are spread over, "
-                              "--seeds / --devices on each (must divide "
-                              "--seeds; default: the most devices that "
-                              "divide --seeds)", valid="[1, inf)")
-  env: str = field("CartPole-v1", "gymnax environment: "
-                   + ", ".join(DISCRETE_ENVS + CONTINUOUS_ENVS))
+  env: str = field("CartPole-v1", "gymnax environment",
+                   choices=DISCRETE_ENVS + CONTINUOUS_ENVS)
   total_steps: int = field(500_000, "environment steps per seed: whole "
                            "iterations of --num-envs x --num-steps, rounded "
-                           "down, then up to whole --log-every chunks",
+                           "down, then up to whole --chunk-steps chunks",
                            valid=STEPS_RANGE)
+  chunk_steps: int = field(8_192, "environment steps per seed of one "
+                           "compiled call (whole iterations of --num-envs x "
+                           "--num-steps, at least one)", valid=STEPS_RANGE)
   num_envs: int = field(4, "parallel environments per seed", valid="[1, inf)")
   num_steps: int = field(128, "steps of each environment per rollout",
                           valid="[1, inf)")
-  seeds: int = field(1, "independent seeds trained at once (a vmap over "
-                     "seeds on each device)", valid="[1, inf)")
-  seed: int = field(0, "base seed; seed i trains from split(PRNGKey(seed))[i]",
-                    valid=SEED_RANGE)
   update_epochs: int = field(4, "passes over each rollout", valid="[1, inf)")
   num_minibatches: int = field(4, "shuffled minibatches per pass (must "
                                "divide --num-envs x --num-steps)",
@@ -70,35 +66,23 @@ class PpoConfig(parallel.ParallelConfig):
   activation: str = field("tanh", "hidden activation",
                           choices=tuple(ACTIVATIONS))
   shared_torso: bool = field(False, "one torso for actor and critic")
-  eval_episodes: int = field(100, "episodes per seed of each final "
-                             "evaluation (greedy and stochastic)",
-                             valid="[1, inf)")
-  log_every: int = field(8_192, "environment steps per chunk (whole "
-                         "iterations): one compiled call, one metrics "
-                         "record, one progress update", valid="[1, inf)")
-  checkpoint_every: int = field(100_000, "environment steps between "
-                                "checkpoints (rounded up to whole chunks; "
-                                "the final agent is always saved)",
-                                valid="[1, inf)")
+  eval_episodes: int = field(100, "episodes per seed of each evaluation "
+                             "(greedy and stochastic)", valid="[1, inf)")
   workdir: str = field("runs/ppo", "where metrics, summary, plot and "
                        "checkpoints go")
-  resume: bool = field(False, "continue from the latest checkpoint in workdir")
 
 
 def iterations(config: PpoConfig) -> tuple[int, int]:
   """``(iterations per chunk, chunks)``: ``total_steps`` rounded down to
   whole iterations of ``num_envs x num_steps`` steps, then up to whole
-  chunks of ``log_every`` steps (at least one iteration each)."""
+  chunks of ``chunk_steps`` steps (at least one iteration each)."""
   batch = config.num_envs * config.num_steps
-  per_chunk = max(1, config.log_every // batch)
+  per_chunk = max(1, config.chunk_steps // batch)
   return per_chunk, -(-(config.total_steps // batch) // per_chunk)
 
 
 def check_config(config: PpoConfig) -> None:
-  """Raises ``ConfigError`` (one sentence) for any inconsistent option."""
-  check_env_name(config.env, continuous=True)
-  check_ranges(config)
-  optim.check_optimizer(config.optimizer)
+  """Raises ``ConfigError`` (one sentence) for options that do not fit together."""
   batch = config.num_envs * config.num_steps
   if batch % config.num_minibatches:
     raise ConfigError(f"option num_envs x option num_steps ({batch}) must "
@@ -113,7 +97,4 @@ def check_config(config: PpoConfig) -> None:
     raise ConfigError(f"option total_steps {config.total_steps} in whole "
                       f"chunks ({per_chunk * chunks * batch} environment "
                       "steps) overflows the int32 step counters; lower it "
-                      "or option log_every")
-  if config.activation not in ACTIVATIONS:
-    raise ConfigError(f"unknown activation {config.activation!r}; choose one "
-                      f"of {', '.join(ACTIVATIONS)}")
+                      "or option chunk_steps")

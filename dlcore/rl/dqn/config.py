@@ -5,38 +5,29 @@ The defaults are the common CartPole-v1 reference hyperparameters (CleanRL
 parallel environments, a 10,000-transition buffer, batches of 128, Adam at
 2.5e-4, gamma 0.99, a hard target update every 500 environment steps,
 epsilon 1.0 -> 0.05 over the first half, learning from step 10,000 on with
-one update every 10 environment steps. ``check_config`` turns inconsistent
-options into one-sentence ``ConfigError`` s before anything is written.
+one update every 10 environment steps; one compiled chunk is 25,000
+environment steps. ``check_config`` turns options that do not fit together
+into one-sentence ``ConfigError`` s before anything is written.
 """
 
 import dataclasses
 
-from dlcore import optim, parallel
-from dlcore.config import SEED_RANGE, STEPS_RANGE, check_ranges, field
+from dlcore import optim
+from dlcore.config import field
 from dlcore.errors import ConfigError
-from dlcore.qlearning.steps import TD_LOSSES
-from dlcore.rl.envs import DISCRETE_ENVS, check_env_name
+from dlcore.rl.config import RlConfig
+from dlcore.rl.dqn.steps import TD_LOSSES
+from dlcore.rl.envs import DISCRETE_ENVS
 
 LOSSES = tuple(TD_LOSSES)
 
 
 @dataclasses.dataclass(frozen=True)
-class DqnConfig(parallel.ParallelConfig):
+class DqnConfig(RlConfig):
   """Options of ``experiments/dqn.py``; environment steps count all parallel envs."""
-  devices: int | None = field(None, "devices the seeds are spread over, "
-                              "--seeds / --devices on each (must divide "
-                              "--seeds; default: the most devices that "
-                              "divide --seeds)", valid="[1, inf)")
-  env: str = field("CartPole-v1", "gymnax environment with discrete actions: "
-                   + ", ".join(DISCRETE_ENVS))
-  total_steps: int = field(500_000, "environment steps per seed (rounded up "
-                           "to whole --log-every chunks)",
-                           valid=STEPS_RANGE)
+  env: str = field("CartPole-v1", "gymnax environment with discrete actions",
+                   choices=DISCRETE_ENVS)
   num_envs: int = field(10, "parallel environments per seed", valid="[1, inf)")
-  seeds: int = field(1, "independent seeds trained at once (a vmap over "
-                     "seeds on each device)", valid="[1, inf)")
-  seed: int = field(0, "base seed; seed i trains from split(PRNGKey(seed))[i]",
-                    valid=SEED_RANGE)
   buffer_size: int = field(10_000, "replay buffer capacity (transitions)",
                            valid="[1, inf)")
   batch_size: int = field(128, "transitions per gradient update",
@@ -64,31 +55,27 @@ class DqnConfig(parallel.ParallelConfig):
   exploration_fraction: float = field(0.5, "fraction of --total-steps over "
                                       "which epsilon decays linearly",
                                       valid="(0, 1]")
-  eval_episodes: int = field(100, "greedy (epsilon 0) episodes per seed in "
-                             "the final evaluation", valid="[1, inf)")
-  log_every: int = field(25_000, "environment steps per chunk: one compiled "
-                         "call, one metrics record, one progress update",
-                         valid="[1, inf)")
-  checkpoint_every: int = field(100_000, "environment steps between "
-                                "checkpoints (rounded up to whole chunks; "
-                                "the final agent is always saved)",
-                                valid="[1, inf)")
   dtype: str = field("float32", "the Q-network's computation dtype; "
                      "parameters stay float32", choices=("float32", "bfloat16"))
   workdir: str = field("runs/dqn", "where metrics, summary, plot and "
                        "checkpoints go")
-  resume: bool = field(False, "continue from the latest checkpoint in workdir")
 
 
-def steps_per_chunk(config: DqnConfig) -> int:
-  """Environment steps of one compiled chunk: ``log_every`` in whole vectorised steps."""
-  return max(1, config.log_every // config.num_envs) * config.num_envs
+def iterations(config: DqnConfig) -> tuple[int, int]:
+  """``(iterations per chunk, chunks)``: an iteration is one vectorised step.
+
+  ``chunk_steps`` in whole vectorised steps (at least one), and
+  ``total_steps`` rounded up to whole chunks.
+  """
+  per_chunk = max(1, config.chunk_steps // config.num_envs)
+  chunk = per_chunk * config.num_envs
+  return per_chunk, -(-config.total_steps // chunk)
 
 
 def run_steps(config: DqnConfig) -> int:
   """Environment steps a run takes: ``total_steps`` rounded up to whole chunks."""
-  chunk = steps_per_chunk(config)
-  return -(-config.total_steps // chunk) * chunk
+  per_chunk, chunks = iterations(config)
+  return per_chunk * chunks * config.num_envs
 
 
 def first_update_step(config: DqnConfig) -> int:
@@ -105,13 +92,7 @@ def first_update_step(config: DqnConfig) -> int:
 
 
 def check_config(config: DqnConfig) -> None:
-  """Raises ``ConfigError`` (one sentence) for any inconsistent option."""
-  check_env_name(config.env)
-  check_ranges(config)
-  optim.check_optimizer(config.optimizer)
-  if config.loss not in LOSSES:
-    raise ConfigError(f"unknown loss {config.loss!r}; choose one of "
-                      f"{', '.join(LOSSES)}")
+  """Raises ``ConfigError`` (one sentence) for options that do not fit together."""
   if config.batch_size > config.buffer_size:
     raise ConfigError(f"option batch_size {config.batch_size} is larger "
                       "than the replay buffer (option buffer_size "

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlcore import parallel
-from dlcore.adversarial.cyclegan.state import (CycleGanState, translate_ab,
+from dlcore.cyclegan.state import (CycleGanState, translate_ab,
                                                translate_ba)
 from dlcore.adversarial.fcd import Judge, frechet_distance
 from dlcore.data import Split

@@ -11,7 +11,7 @@ acting policy's ``log_prob [B]`` and ``value [B]``, the GAE ``advantage
 [B]`` and the value ``target [B]`` (advantage + value). The advantages are
 normalised over the minibatch (zero mean, unit standard deviation, +1e-8),
 then the loss is ``policy_loss + vf_coef value_loss - ent_coef entropy``
-(``dlcore.ppo.losses``). Metrics: ``loss``, ``policy_loss``,
+(``dlcore.rl.ppo.losses``). Metrics: ``loss``, ``policy_loss``,
 ``value_loss``, ``entropy``, ``approx_kl`` (``mean((rho - 1) - log rho)``,
 Schulman's low-variance estimator) and ``clip_fraction`` (the share of
 ratios outside the clip range).
@@ -29,7 +29,7 @@ from flax.training import train_state
 from jax import lax
 
 from dlcore.objective import Metrics
-from dlcore.ppo.losses import clipped_surrogate, value_loss
+from dlcore.rl.ppo.losses import clipped_surrogate, value_loss
 
 
 def _mean(x: jax.Array, axis_name: str | None) -> jax.Array:

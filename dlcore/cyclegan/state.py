@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax.typing import Dtype
 
-from dlcore.adversarial.cyclegan.pool import ImagePool, create_pool
+from dlcore.cyclegan.pool import ImagePool, create_pool
 from dlcore.models.cyclegan import (PatchDiscriminator, ResnetGenerator,
                                     check_image_size)
 from dlcore.state import TrainState
@@ -53,7 +53,7 @@ class NetworkSpec:
     return PatchDiscriminator(self.d_width, self.d_layers, dtype=dtype)
 
   def check(self, image_shape: tuple[int, ...]) -> None:
-    """A ``ConfigError`` unless the networks take images of ``image_shape`` ``(H, W, C)``."""
+    """A ``ValueError`` unless the networks take images of ``image_shape`` ``(H, W, C)``."""
     check_image_size(tuple(image_shape[:2]), self.g_downsamplings,
                      self.d_layers)
 
@@ -114,7 +114,6 @@ def create_cyclegan_state(spec: NetworkSpec, image_shape: tuple[int, ...],
   network gets its own optimizer state of ``tx`` (built from the same
   config, so each has its own moments and schedule count).
   """
-  spec.check(image_shape)
   g_key, f_key, da_key, db_key = jax.random.split(key, 4)
   generator = spec.generator(image_shape[-1], dtype)
   discriminator = spec.discriminator(dtype)

@@ -2,19 +2,10 @@
 
 Usage::
 
-  train = make_dqn_train(config)                 # the whole run, one function
-  runners, chunk_metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 4))
-
-  program = make_dqn_program(config)             # the same run, chunk by chunk
+  program = make_dqn_program(config)             # a dlcore.rl.program.Program
   runner = program.init(key)
-  for _ in range(program.num_chunks):
-    runner, metrics = program.chunk(runner)      # metrics: a few scalars
+  runner, metrics = program.chunk(runner, 2_500)  # metrics: a few scalars
   returns = program.evaluate(runner.agent.params, eval_key)
-
-A ``Runner`` pytree carries everything a run needs (agent, replay buffer,
-environment states, current observations, running episode returns,
-iteration counter, key), so ``chunk`` is a pure function of it: jit it, vmap
-it over seeds, checkpoint the runner between chunks and resume exactly.
 
 One iteration is one vectorised environment step (``num_envs`` environment
 steps): epsilon-greedy actions (epsilon linear in environment steps), a
@@ -22,55 +13,27 @@ gymnax step with auto-reset, the transitions (with the true final
 observation as ``next_obs``) added to the buffer, then — once
 ``learning_starts`` environment steps are stored and on every
 ``train_every``-th environment step — ``dqn_step`` on sampled batches,
-gated by ``lax.cond``. A chunk is a ``lax.scan`` over ``log_every /
-num_envs`` iterations that returns only per-chunk summaries (episodes
-finished and their mean return, mean loss, epsilon), so memory does not grow
-with the length of the run. Every random draw of a seed derives from that
-seed's own key.
+gated by ``lax.cond``. A chunk's scalars are the episodes finished in it
+and their mean return, the mean loss, Q value and gradient norm of its
+updates and epsilon at its end. Every random draw of a seed derives from
+that seed's own key.
 """
 
-import dataclasses
 import functools
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 from jax import lax
 
 from dlcore.models.qnetworks import create_q_network
-from dlcore.qlearning.config import (DqnConfig, check_config, run_steps,
-                                     steps_per_chunk)
-from dlcore.qlearning.state import DQNState, create_dqn_state
-from dlcore.qlearning.steps import dqn_step
 from dlcore.rl import replay
+from dlcore.rl.dqn.config import DqnConfig
+from dlcore.rl.dqn.state import DQNState, create_dqn_state, num_updates
+from dlcore.rl.dqn.steps import dqn_step
 from dlcore.rl.envs import make_env
-from dlcore.rl.run import whole_run
-
-
-@struct.dataclass
-class Runner:
-  """The complete state of one seed's run (a pytree)."""
-  agent: DQNState
-  buffer: replay.ReplayState
-  env_state: Any  # gymnax state, leaves [num_envs, ...]
-  obs: jax.Array  # [num_envs, *obs_shape]
-  episode_return: jax.Array  # [num_envs], return of the running episodes
-  iteration: jax.Array  # int32 [], vectorised steps taken
-  key: jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class DqnProgram:
-  """The pure functions of a run and the static sizes that shape them."""
-  init: Callable[[jax.Array], Runner]
-  chunk: Callable[[Runner], tuple[Runner, dict[str, jax.Array]]]
-  evaluate: Callable[[Any, jax.Array], jax.Array]
-  num_chunks: int
-  steps_per_chunk: int  # environment steps per chunk (per seed)
-  obs_shape: tuple[int, ...]
-  num_actions: int
+from dlcore.rl.episodes import make_episodes
+from dlcore.rl.program import Program, Runner
 
 
 def epsilon_schedule(config: DqnConfig) -> optax.Schedule:
@@ -89,48 +52,17 @@ def epsilon_greedy(q: jax.Array, epsilon: jax.Array,
   return jnp.where(explore, random_actions, jnp.argmax(q, axis=-1))
 
 
-def make_evaluate(env, env_params, apply_fn, num_episodes: int):
-  """``evaluate(params, key) -> mean return`` of ``num_episodes`` greedy episodes.
+def make_dqn_program(config: DqnConfig,
+                     tx: optax.GradientTransformation | None = None) -> Program:
+  """The pure functions of a run of ``config`` (one ``check_config`` passes).
 
-  The episodes run in parallel for the environment's time limit; each
-  counts the rewards of its first episode only.
+  ``tx`` updates the Q-network (default: ``config.optimizer`` over the
+  run's ``num_updates``).
   """
-  num_steps = int(env_params.max_steps_in_episode)
-  step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-  def evaluate(params, key: jax.Array) -> jax.Array:
-    reset_key, key = jax.random.split(key)
-    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), env_params)
-
-    def step(carry, step_key):
-      obs, env_state, returns, running = carry
-      action = jnp.argmax(apply_fn({"params": params}, obs), axis=-1)
-      obs, env_state, reward, terminated, truncated, _ = step_env(
-          jax.random.split(step_key, num_episodes), env_state, action,
-          env_params)
-      returns = returns + jnp.where(running, reward, 0.0)
-      running = running & ~(terminated | truncated)
-      return (obs, env_state, returns, running), None
-
-    carry = (obs, env_state, jnp.zeros(num_episodes),
-             jnp.ones(num_episodes, bool))
-    (_, _, returns, _), _ = lax.scan(step, carry,
-                                     jax.random.split(key, num_steps))
-    return jnp.mean(returns)
-
-  return evaluate
-
-
-def make_dqn_program(config: DqnConfig) -> DqnProgram:
-  """The init, chunk and evaluate functions of a run of ``config``."""
-  check_config(config)
   env, env_params = make_env(config.env)
   num_envs = config.num_envs
   obs_shape = tuple(env.observation_space(env_params).shape)
   num_actions = int(env.action_space(env_params).n)
-  iters_per_chunk = steps_per_chunk(config) // num_envs
-  num_chunks = run_steps(config) // steps_per_chunk(config)
   iters_per_update = max(1, config.train_every // num_envs)
   updates_per_learn = max(1, num_envs // config.train_every)
   epsilon = epsilon_schedule(config)
@@ -144,14 +76,16 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
 
   def init(key: jax.Array) -> Runner:
     agent_key, reset_key, key = jax.random.split(key, 3)
-    agent = create_dqn_state(config, obs_shape, num_actions, agent_key)
+    agent = create_dqn_state(config, obs_shape, num_actions, agent_key, tx)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
         jax.random.split(reset_key, num_envs), env_params)
     example = {"obs": obs[0], "action": jnp.zeros((), jnp.int32),
                "reward": jnp.zeros((), jnp.float32), "next_obs": obs[0],
                "terminated": jnp.zeros((), bool)}
-    return Runner(agent, replay.init(example, config.buffer_size), env_state,
-                  obs, jnp.zeros(num_envs), jnp.zeros((), jnp.int32), key)
+    return Runner(agent, env_state, obs, jnp.zeros(num_envs),
+                  jnp.zeros((), jnp.int32), key,
+                  buffer=replay.init(example, config.buffer_size))
+
 
   def learn(agent: DQNState, buffer: replay.ReplayState, key: jax.Array):
     def one_update(agent, update_key):
@@ -168,7 +102,7 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
     del buffer, key
     return agent, {name: jnp.zeros(()) for name in update_metrics}
 
-  def iteration(runner: Runner, _):
+  def iteration(runner: Runner):
     key, act_key, env_key, learn_key = jax.random.split(runner.key, 4)
     agent = runner.agent
     eps = epsilon(runner.iteration * num_envs)
@@ -193,12 +127,12 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
            "return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
            "updates": should_learn.astype(jnp.int32) * updates_per_learn,
            **metrics}
-    runner = Runner(agent, buffer, env_state, obs,
-                    jnp.where(done, 0.0, episode_return), count, key)
+    runner = Runner(agent, env_state, obs, jnp.where(done, 0.0, episode_return),
+                    count, key, buffer=buffer)
     return runner, out
 
-  def chunk(runner: Runner) -> tuple[Runner, dict[str, jax.Array]]:
-    """``iters_per_chunk`` iterations; returns per-chunk summary scalars.
+  def summarize(runner: Runner, outs) -> dict[str, jax.Array]:
+    """A chunk's scalars from its iterations' outputs.
 
     ``episodes`` ended in the chunk with returns summing to ``return_sum``
     (their mean return is the ratio); ``loss``, ``q_mean`` (and
@@ -206,26 +140,23 @@ def make_dqn_program(config: DqnConfig) -> DqnProgram:
     updates (0 if none; NaN if any was NaN); ``epsilon`` is the rate at its
     end. Every value is finite unless learning diverged.
     """
-    runner, outs = lax.scan(iteration, runner, None, length=iters_per_chunk)
     learned = outs["updates"] > 0
     num_learned = jnp.maximum(jnp.sum(learned), 1)
-    summary = {k: jnp.sum(jnp.where(learned, outs[k], 0.0)) / num_learned
-               for k in update_metrics}
-    return runner, {
+    return {
         "env_steps": runner.iteration * num_envs,
         "episodes": jnp.sum(outs["episodes"]),
         "return_sum": jnp.sum(outs["return_sum"]),
         "updates": jnp.sum(outs["updates"]),
         "epsilon": epsilon(runner.iteration * num_envs),
-        **summary}
+        **{k: jnp.sum(jnp.where(learned, outs[k], 0.0)) / num_learned
+           for k in update_metrics}}
 
   network = create_q_network(obs_shape, num_actions, dueling=config.dueling)
-  evaluate = make_evaluate(env, env_params, network.apply,
-                           config.eval_episodes)
-  return DqnProgram(init, chunk, evaluate, num_chunks,
-                    iters_per_chunk * num_envs, obs_shape, num_actions)
-
-
-def make_dqn_train(config: DqnConfig) -> Callable[[jax.Array], tuple[Runner, dict]]:
-  """``train(key) -> (runner, metrics)``: the whole run as one pure function (``whole_run``)."""
-  return whole_run(make_dqn_program(config))
+  episodes = make_episodes(env, env_params, config.eval_episodes,
+                           stochastic=False)
+  greedy = lambda params, obs, key: jnp.argmax(
+      network.apply({"params": params}, obs), axis=-1)
+  return Program(init=init, iterate=iteration, summarize=summarize,
+                 evaluate=functools.partial(episodes, greedy),
+                 steps_per_iteration=num_envs,
+                 num_updates=num_updates(config))
