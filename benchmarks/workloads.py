@@ -21,7 +21,6 @@ the model on bfloat16 copies (mixed precision), on every side alike.
 """
 
 import dataclasses
-import importlib
 import importlib.util
 from typing import Any, Callable
 
@@ -30,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax.training import train_state
 
-from benchmarks import baseline
 from dlcore import state as dlcore_state
 from dlcore.models import create_classifier
 from dlcore.supervised import steps as supervised_steps
@@ -129,10 +128,10 @@ def baseline_classifier(model_name: str) -> JaxBuilder:
   """The hand-written Flax + Optax step on the same model and optimizer."""
   def build(batch, dtype, key):
     model = in_dtype(create_classifier(model_name, NUM_CLASSES), dtype)
-    state = baseline.create_train_state(
+    state = create_train_state(
         model, optax.adam(LEARNING_RATE), batch["image"], key)
-    step_fn = (baseline.train_step_batchnorm if jax.tree.leaves(
-        state.batch_stats) else baseline.train_step)
+    step_fn = (train_step_batchnorm if jax.tree.leaves(
+        state.batch_stats) else train_step)
     return jax.jit(step_fn, donate_argnums=0), state
   return build
 
@@ -181,17 +180,63 @@ classifier_workload("transformer", "Transformer encoder, 2 layers, d=64, "
                     "28 row tokens", MNIST, with_torch=False)
 
 
-def _register_optional(module: str) -> None:
-  """Imports a workload module whose dlcore objective may not exist yet."""
-  try:
-    importlib.import_module(module)
-  except ModuleNotFoundError as e:
-    if not (e.name or "").startswith("dlcore"):
-      raise
+# The hand-written baseline of the supervised workloads, as the Flax
+# examples write it (``examples/mnist`` without BatchNorm,
+# ``examples/imagenet`` with it): a ``TrainState`` with ``batch_stats``, a
+# loss closure, ``jax.value_and_grad`` and ``apply_gradients``. Nothing here
+# comes from dlcore but the model definitions (plain linen modules), so
+# ``dlcore / baseline`` step time measures the framework's cost. The other
+# workloads' files hold theirs, written the same way.
 
 
-_register_optional("benchmarks.generative")  # GAN and VAE
-_register_optional("benchmarks.qlearning")   # DQN
-_register_optional("benchmarks.policy")      # PPO
-_register_optional("benchmarks.segmentation")  # U-Net segmentation
-_register_optional("benchmarks.cyclegan")    # CycleGAN
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       images: jax.Array, key: jax.Array) -> TrainState:
+  params_key, dropout_key = jax.random.split(key)
+  variables = model.init({"params": params_key, "dropout": dropout_key},
+                         images[:1], train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                           tx=tx, batch_stats=variables.get("batch_stats", {}))
+
+
+def _loss_and_accuracy(logits, labels):
+  one_hot = jax.nn.one_hot(labels, logits.shape[-1])
+  loss = jnp.mean(optax.softmax_cross_entropy(logits=logits, labels=one_hot))
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+  return loss, accuracy
+
+
+def train_step(state: TrainState, batch, key):
+  """One Adam step for a model without BatchNorm."""
+  def loss_fn(params):
+    logits = state.apply_fn({"params": params}, batch["image"], train=True,
+                            rngs={"dropout": key})
+    return _loss_and_accuracy(logits, batch["label"])
+
+  (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  state = state.apply_gradients(grads=grads)
+  return state, {"loss": loss, "accuracy": accuracy}
+
+
+def train_step_batchnorm(state: TrainState, batch, key):
+  """One Adam step for a model with BatchNorm (batch statistics updated)."""
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, batch["image"],
+        train=True, rngs={"dropout": key}, mutable=["batch_stats"])
+    loss, accuracy = _loss_and_accuracy(logits, batch["label"])
+    return loss, (accuracy, updates["batch_stats"])
+
+  (loss, (accuracy, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  return state, {"loss": loss, "accuracy": accuracy}
+
+
+# The other workloads register themselves on import, each beside its own
+# hand-written baseline.
+from benchmarks import cyclegan, generative, policy, qlearning, segmentation  # pylint: disable=wrong-import-position,unused-import,cyclic-import

@@ -14,9 +14,10 @@ that ``batches(s)`` yields first, so a run resumed from a checkpoint repeats
 exactly what an uninterrupted run does. Each cadence is independent:
 
 - every ``every.log`` steps the metrics of the steps since the last record
-  are fetched from the device in one transfer, checked (the first NaN or
-  infinite value stops the run with ``NonFiniteLossError`` before anything
-  is saved), averaged and appended to ``metrics.jsonl`` and TensorBoard;
+  are fetched from the device in one transfer (the steps run under JAX's
+  transfer guard: no implicit transfer to or from the host), checked (the
+  first NaN or infinite value stops the run with ``NonFiniteLossError``
+  before anything is saved), averaged and appended to ``metrics.jsonl`` and TensorBoard;
 - every ``every.eval`` steps ``evaluate(state)`` adds to that step's record;
 - every ``every.sample`` steps ``sample(state)`` becomes an image grid;
 - every ``every.checkpoint`` steps an asynchronous Orbax save starts
@@ -176,6 +177,11 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
     history.compile_seconds = _compile_seconds(
         step_fn, state, first, jax.random.fold_in(key, start))
     summarize = summarize or _mean_metrics
+    # Step keys are folded on the device: the loop's hot path never waits
+    # on, or sends to, the host (``_host_untouched`` proves it).
+    next_key = jax.jit(lambda key, step: (jax.random.fold_in(key, step),
+                                          step + steps_per_call))
+    counter = jax.device_put(np.uint32(start), getattr(key, "sharding", None))
     due = lambda cadence, done: (done == num_steps
                                  or (cadence and done % cadence == 0))
     # The calls since the last record, and its step; a checkpoint saved
@@ -191,7 +197,9 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
       tic, paused = time.perf_counter(), -resumed.get("pending_seconds", 0.0)
       for step, batch in zip(range(start, num_steps, steps_per_call),
                              itertools.chain([first], upcoming)):
-        state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
+        with _host_untouched():
+          step_key, counter = next_key(key, counter)
+          state, metrics = step_fn(state, batch, step_key)
         pending.append(metrics)
         bar.update(steps_per_call)
         done = step + steps_per_call
@@ -334,6 +342,19 @@ def _close(checkpointer: Checkpointer, failing: bool) -> None:
   except Exception:  # pylint: disable=broad-except
     if not failing:
       raise
+
+
+@contextlib.contextmanager
+def _host_untouched():
+  """Within it, an implicit transfer between host and device raises (big_vision's guard).
+
+  Batches are placed ahead of time (``prefetch``), metrics are fetched
+  explicitly once per record: a step that needs the host (a NumPy batch, a
+  ``float(x)``) is a bug this catches.
+  """
+  with jax.transfer_guard_host_to_device("disallow"), \
+      jax.transfer_guard_device_to_host("disallow"):
+    yield
 
 
 def _compile_seconds(step_fn: StepFn, *args) -> float | None:

@@ -1,7 +1,7 @@
 """The benchmark harness runs end to end and its baselines compute what dlcore computes.
 
-No timing is asserted: only that every number is there and consistent with
-the others, that the files parse, and that each hand-written baseline, from
+No timing is asserted: only that the files are written and parse, that the
+FLOP counts are the hand-counted ones, and that each hand-written baseline, from
 the same state, batch and key as dlcore, gives the same metrics and new
 parameters (it splits its keys as dlcore does).
 """
@@ -18,21 +18,22 @@ import optax
 import pytest
 
 from benchmarks import __main__ as bench
-from benchmarks import baseline, cpu_cores, hardware
+from benchmarks import cpu_cores, generative, policy, qlearning, workloads
 from benchmarks import cyclegan as cyclegan_workload
+from benchmarks import segmentation as segmentation_workload
 from benchmarks.workloads import in_dtype, torch_available
 from dlcore.adversarial import create_gan_state, gan_step
 from dlcore.cyclegan import (CycleGanConfig, NetworkSpec,
-                                         create_cyclegan_state, cyclegan_step)
+                             create_cyclegan_state, cyclegan_step)
 from dlcore.errors import ConfigError
 from dlcore.models import MLP, UNet
 from dlcore.models.gan import create_gan_models
 from dlcore.models.qnetworks import create_q_network
 from dlcore.models.vae import VAE
-from dlcore.rl.dqn import DqnConfig, create_dqn_state, dqn_step
-from dlcore.rl.dqn import make_dqn_program
-from dlcore.rl.ppo.config import iterations
+from dlcore.rl.dqn import (DqnConfig, create_dqn_state, dqn_step,
+                           make_dqn_program)
 from dlcore.rl.ppo import PpoConfig, create_actor_critic, make_ppo_program
+from dlcore.rl.ppo.config import iterations
 from dlcore.segmentation import train_step as segmentation_step
 from dlcore.state import create_train_state
 from dlcore.vae import create_vae_state, vae_step
@@ -51,26 +52,14 @@ def test_quick_run_writes_json_markdown_and_plots(tmp_path):
   assert results["machine"]["device_count"] == jax.device_count()
   peak = results["peak"]
   assert (peak["size"], peak["measured"]["flops"]) == (128, 2 * 128 ** 3)
-  assert peak["measured_flops_per_s"] == pytest.approx(
-      2 * 128 ** 3 / peak["measured"]["best_seconds"])
   (record,) = results["workloads"]
   assert (record["workload"], record["batch_size"]) == ("mlp", 4)
   assert set(record["sides"]) == {"dlcore", "baseline"}
   for side in record["sides"].values():
     assert side["timed_steps"] == 20  # --repeats 20 in 20 rounds by default.
-    assert side["min_s"] <= side["q25_s"] <= side["median_s"] <= side["max_s"]
-    assert side["iqr_s"] == pytest.approx(side["q75_s"] - side["q25_s"])
-    assert side["items_per_s"] == pytest.approx(4 / side["median_s"])
-    assert side["achieved_flops_per_s"] == pytest.approx(
-        record["model_flops_per_step"] / side["median_s"])
-    assert side["utilisation_measured"] == pytest.approx(
-        side["achieved_flops_per_s"] / peak["measured_flops_per_s"])
   # Forward + backward of the MLP's three matmuls: 3 * 2 * B * sum(d_in*d_out).
   matmul_flops = 6 * 4 * (784 * 256 + 256 * 128 + 128 * 10)
   assert matmul_flops <= record["model_flops_per_step"] < 1.5 * matmul_flops
-  assert record["ratios"]["dlcore_over_baseline"] == pytest.approx(
-      record["sides"]["dlcore"]["median_s"]
-      / record["sides"]["baseline"]["median_s"])
   (sweep,) = results["sweeps"]
   assert [p["batch_size"] for p in sweep["points"]] == [2, 8]
   markdown = stem.with_suffix(".md").read_text()
@@ -99,12 +88,6 @@ def test_bfloat16_computes_in_bfloat16_from_float32_parameters():
   assert not np.array_equal(out, reference)  # Rounded to bfloat16 inside.
 
 
-def test_nominal_peak_table():
-  assert hardware.nominal_peak("NVIDIA H100 80GB HBM3", "bfloat16") == 989e12
-  assert hardware.nominal_peak("NVIDIA H100 PCIe", "bfloat16") == 756e12
-  assert hardware.nominal_peak("cpu", "float32") is None
-
-
 def assert_trees_close(actual, expected, rtol=1e-6, atol=1e-6):
   assert jax.tree.structure(actual) == jax.tree.structure(expected)
   for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
@@ -130,7 +113,7 @@ def test_gan_baseline_computes_dlcores_step(arch, loss):
   batch = {"image": jax.random.uniform(data_key, (4, *GAN_SHAPE), minval=-1.0),
            "label": jnp.zeros(4, jnp.int32)}
   state = create_gan_state(arch, GAN_SHAPE, key)
-  states = baseline.create_gan_states(*create_gan_models(arch, GAN_SHAPE),
+  states = generative.create_gan_states(*create_gan_models(arch, GAN_SHAPE),
                                       GAN_SHAPE, key)
   assert_trees_close(states.generator.params, state.generator.params, 0, 0)
   assert_trees_close(states.discriminator.params, state.discriminator.params,
@@ -138,7 +121,7 @@ def test_gan_baseline_computes_dlcores_step(arch, loss):
 
   state, metrics = jax.jit(functools.partial(gan_step, loss=loss))(
       state, batch, step_key)
-  step = baseline.wgan_gp_step if loss == "wgan-gp" else baseline.gan_step
+  step = generative.wgan_gp_step if loss == "wgan-gp" else generative.gan_step
   states, baseline_metrics = jax.jit(step)(states, batch, step_key)
 
   assert set(baseline_metrics) == set(metrics)
@@ -158,9 +141,9 @@ def test_vae_baseline_computes_dlcores_step():
   shape = (8, 8, 1)
   batch = {"image": jax.random.uniform(data_key, (4, *shape))}
   state = create_vae_state(shape, key)
-  baseline_state = baseline.create_vae_state(VAE(shape), shape, key)
+  baseline_state = generative.create_vae_state(VAE(shape), shape, key)
   state, metrics = jax.jit(vae_step)(state, batch, step_key)
-  baseline_state, baseline_metrics = jax.jit(baseline.vae_step)(
+  baseline_state, baseline_metrics = jax.jit(generative.vae_step)(
       baseline_state, batch, step_key)
   assert_metrics_close(baseline_metrics, metrics)
   assert_trees_close(baseline_state.params, state.params)
@@ -176,11 +159,11 @@ def test_segmentation_baseline_computes_dlcores_step():
   model, tx = UNet(3, depth=1, width=4), optax.adam(1e-3)
   state = jax.jit(lambda k: create_train_state(model, tx, batch["image"][:1],
                                                k))(key)
-  baseline_state = jax.jit(lambda k: baseline.create_train_state(
+  baseline_state = jax.jit(lambda k: workloads.create_train_state(
       model, tx, batch["image"], k))(key)
   for _ in range(2):
     state, metrics = jax.jit(segmentation_step)(state, batch, key)
-    baseline_state, baseline_metrics = jax.jit(baseline.segmentation_step)(
+    baseline_state, baseline_metrics = jax.jit(segmentation_workload.segmentation_step)(
         baseline_state, batch, key)
     assert_metrics_close(baseline_metrics, metrics)
   assert_trees_close(baseline_state.params, state.params)
@@ -198,12 +181,12 @@ def test_dqn_update_baseline_computes_dlcores_step():
   state = create_dqn_state(DqnConfig(), (4,), 2, key)
   network = create_q_network((4,), 2)
   params = network.init(key, batch["obs"][:1])["params"]
-  baseline_state = baseline.DqnTrainState.create(
+  baseline_state = qlearning.DqnTrainState.create(
       apply_fn=network.apply, params=params, target_params=params,
       tx=state.tx)
   for _ in range(2):  # The second update bootstraps from a moved target.
     state, metrics = jax.jit(dqn_step)(state, batch, key)
-    baseline_state, baseline_metrics = jax.jit(baseline.dqn_update)(
+    baseline_state, baseline_metrics = jax.jit(qlearning.dqn_update)(
         baseline_state, batch, key)
     assert_metrics_close(baseline_metrics, metrics)
   assert_trees_close(baseline_state.params, state.params)
@@ -229,18 +212,18 @@ def test_dqn_loop_baseline_follows_dlcores_run():
   assert defaults.dueling is False and defaults.double is False
   assert (defaults.loss, defaults.tau, defaults.optimizer.clip_norm) == (
       "mse", 1.0, 0.0)
-  assert baseline.DqnArgs() == baseline.DqnArgs(**{
+  assert qlearning.DqnArgs() == qlearning.DqnArgs(**{
       args_name: operator.attrgetter(name)(defaults)
       for name, args_name in names.items()})
 
   config = dataclasses.replace(
       defaults, total_steps=2000, buffer_size=300, batch_size=16,
       learning_starts=200, chunk_steps=200, target_update_every=50)
-  args = baseline.DqnArgs(steps_per_chunk=config.chunk_steps, **{
+  args = qlearning.DqnArgs(steps_per_chunk=config.chunk_steps, **{
       args_name: operator.attrgetter(name)(config)
       for name, args_name in names.items()})
   program = make_dqn_program(config)
-  init, chunk = baseline.make_dqn_loop(args, create_q_network((4,), 2))
+  init, chunk = qlearning.make_dqn_loop(args, create_q_network((4,), 2))
   key = jax.random.PRNGKey(7)
   runner, baseline_runner = program.init(key), jax.jit(init)(key)
   dlcore_chunk = jax.jit(lambda r: program.chunk(r, 200 // config.num_envs))
@@ -276,18 +259,18 @@ def test_ppo_loop_baseline_follows_dlcores_run():
   assert (defaults.optimizer.name, defaults.optimizer.schedule,
           defaults.clip_value, defaults.reward_scale) == (
               "adam", "linear", True, 1.0)
-  assert baseline.PpoArgs() == baseline.PpoArgs(**{
+  assert policy.PpoArgs() == policy.PpoArgs(**{
       args_name: operator.attrgetter(name)(defaults)
       for name, args_name in names.items()})
 
   config = dataclasses.replace(defaults, num_steps=16, total_steps=256,
                                update_epochs=2, num_minibatches=2,
                                chunk_steps=128)
-  args = baseline.PpoArgs(updates_per_chunk=2, **{
+  args = policy.PpoArgs(updates_per_chunk=2, **{
       args_name: operator.attrgetter(name)(config)
       for name, args_name in names.items()})
   program = make_ppo_program(config)
-  init, chunk = baseline.make_ppo_loop(
+  init, chunk = policy.make_ppo_loop(
       args, create_actor_critic(config, 2, continuous=False))
   key = jax.random.PRNGKey(3)
   runner, baseline_runner = program.init(key), jax.jit(init)(key)
@@ -359,13 +342,13 @@ def test_cyclegan_baseline_computes_dlcores_step():
   spec, shape = NetworkSpec(4, 1, 1, 4, 1), (8, 8, 3)
   state = create_cyclegan_state(spec, shape, jax.random.PRNGKey(0),
                                 pool_size=3)
-  states = baseline.create_cyclegan_states(
+  states = cyclegan_workload.create_cyclegan_states(
       spec.generator(3, jnp.float32), spec.discriminator(jnp.float32),
       (state.generator_ab.params, state.generator_ba.params,
        state.discriminator_a.params, state.discriminator_b.params), shape,
       pool_size=3)
   dlcore_step = jax.jit(cyclegan_step)
-  baseline_step = jax.jit(baseline.cyclegan_step)
+  baseline_step = jax.jit(cyclegan_workload.cyclegan_step)
   for i in range(2):
     batch = {name: jax.random.uniform(jax.random.PRNGKey(10 * i + j),
                                       (4, *shape), minval=-1.0)

@@ -151,3 +151,24 @@ def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
   assert checkpoint_steps(parted)[-1] == checkpoint_steps(straight)[-1] == 1200
   for a, b in zip(jax.tree.leaves(restored[0]), jax.tree.leaves(restored[1])):
     np.testing.assert_array_equal(a, b)
+
+
+def test_the_steps_never_touch_the_host(tmp_path):
+  """The loop runs its steps under JAX's transfer guard: placed batches pass, host ones are caught."""
+  step = jax.jit(lambda s, b, k: ({"x": s["x"] + b},
+                                  {"loss": s["x"] + jax.random.uniform(k)}))
+  every = loop.Cadences(log=3, eval=0, sample=0, checkpoint=0)
+  placed = lambda start: iter(lambda: jax.device_put(np.float32(1)), None)
+  state, history = loop.train(
+      {"x": jnp.zeros(())}, step, placed, key=jax.random.PRNGKey(0),
+      num_steps=6, workdir=tmp_path / "placed", every=every)
+  assert float(state["x"]) == 6.0
+  # The keys are fold_in(key, s), folded on the device.
+  draws = [float(jax.random.uniform(jax.random.fold_in(
+      jax.random.PRNGKey(0), s))) for s in range(6)]
+  assert history.records[-1]["train_loss"] == pytest.approx(
+      np.mean(np.arange(3, 6) + np.array(draws[3:])), rel=1e-6)
+  host = lambda start: iter(lambda: np.float32(1), None)  # Never placed.
+  with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
+    loop.train({"x": jnp.zeros(())}, step, host, key=jax.random.PRNGKey(0),
+               num_steps=2, workdir=tmp_path / "host", every=every)
