@@ -92,6 +92,21 @@ class ExperimentConfig(RunConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class EpochConfig(ExperimentConfig):
+  """Options of a run counted in epochs: by default it records, evaluates and saves once per epoch."""
+  epochs: int = field(30, "passes over the training set", valid="[1, inf)")
+  log_every: int | None = field(None, "steps between metrics records (0: at "
+                                "the end only; default: once per epoch)",
+                                valid="[0, inf)")
+  eval_every: int | None = field(None, "steps between test evaluations (0: "
+                                 "at the end only; default: once per epoch)",
+                                 valid="[0, inf)")
+  checkpoint_every: int | None = field(None, "steps between checkpoints (0: "
+                                       "at the end only; default: once per "
+                                       "epoch)", valid="[0, inf)")
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
   """What a run's options and data imply, derived once before anything is written.
 

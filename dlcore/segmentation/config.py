@@ -10,7 +10,7 @@ from dlcore.segmentation.augment import AugmentConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentConfig(experiment.ExperimentConfig):
+class SegmentConfig(experiment.EpochConfig):
   """Options of ``experiments/segment.py`` (defaults: the measured digit-canvases run)."""
   dataset: str = field("digit_canvases", "digit_canvases (embedded), a TFDS "
                        "dataset with image and segmentation_mask features, "
@@ -35,17 +35,8 @@ class SegmentConfig(experiment.ExperimentConfig):
   augment: AugmentConfig = field(AugmentConfig(), "training augmentation")
   batch_size: int = field(32, "global training batch size (split evenly "
                           "over the devices)", valid="[1, inf)")
-  log_every: int | None = field(None, "steps between metrics records (0: at "
-                                "the end only; default: once per epoch)",
-                                valid="[0, inf)")
-  eval_every: int | None = field(None, "steps between test evaluations (0: "
-                                 "at the end only; default: once per epoch)",
-                                 valid="[0, inf)")
   sample_every: int | None = field(None, "steps between prediction grids (0: "
                                    "at the end only; default: once per "
                                    "epoch)", valid="[0, inf)")
-  checkpoint_every: int | None = field(None, "steps between checkpoints (0: "
-                                       "at the end only; default: once per "
-                                       "epoch)", valid="[0, inf)")
   workdir: str = field("runs/segment", "where metrics, plots and "
                        "checkpoints go")

@@ -8,10 +8,9 @@ from dlcore.models import CLASSIFIERS
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifyConfig(experiment.ExperimentConfig):
+class ClassifyConfig(experiment.EpochConfig):
   """Options of ``experiments/classify.py`` (defaults: the digits run)."""
   model: str = field("cnn", "classifier", choices=sorted(CLASSIFIERS))
-  epochs: int = field(30, "passes over the training set", valid="[1, inf)")
   optimizer: optim.OptimizerConfig = field(
       optim.OptimizerConfig(name="adam", lr=3e-3, schedule="cosine"),
       "the optimizer")
@@ -21,15 +20,6 @@ class ClassifyConfig(experiment.ExperimentConfig):
                      "up to this many pixels (0: none)", valid="[0, inf)")
   batch_size: int = field(32, "global training batch size (split evenly "
                           "over the devices)", valid="[1, inf)")
-  log_every: int | None = field(None, "steps between metrics records (0: at "
-                                "the end only; default: once per epoch)",
-                                valid="[0, inf)")
-  eval_every: int | None = field(None, "steps between test evaluations (0: "
-                                 "at the end only; default: once per epoch)",
-                                 valid="[0, inf)")
-  checkpoint_every: int | None = field(None, "steps between checkpoints (0: "
-                                       "at the end only; default: once per "
-                                       "epoch)", valid="[0, inf)")
   workdir: str = field("runs/classify", "where metrics, plots and "
                        "checkpoints go")
   classes: str = field("", "keep only these classes, relabelled 0..k-1 in "
