@@ -20,7 +20,7 @@ import signal
 import sys
 from typing import Any, Callable
 
-from dlcore import parallel
+from dlcore import distributed
 from dlcore.config import parse_args, with_flags
 from dlcore.errors import (ConfigError, DiskFull, Interrupted,
                            NonFiniteLossError, Preempted)
@@ -79,7 +79,7 @@ def main_of(config_cls: type, train: Callable[[Any], dict[str, Any]],
   """
   def main(argv=None) -> dict[str, Any]:
     config = parse_args(config_cls, description, argv)
-    parallel.initialize_distributed(config, on_timeout=_give_up)
+    distributed.initialize_distributed(config, on_timeout=_give_up)
     summary = train(config)
     print(f"{report(summary)} -> {config.workdir}")
     return summary

@@ -73,6 +73,7 @@ STEPS_RANGE = "[1, 2147483647]"
 # from the recorded one in these (where it runs, how often it reports and
 # saves), and in nothing else.
 RUN_OPTIONS = ("resume", "workdir", "data_dir", "devices", "parallel", "mesh",
+               "sharding",
                "coordinator_address", "num_processes", "process_id",
                "coordinator_timeout",
                "log_every", "eval_every", "sample_every", "checkpoint_every")

@@ -31,16 +31,19 @@ iterable`` (padded, masked evaluation batches; empty when there are none).
 ``DatasetStream`` streams one image dataset.
 """
 
+import contextlib
 import dataclasses
 import pathlib
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
-from dlcore import files, metrics, optim, parallel, plots
+from dlcore import files, metrics, optim, parallel, plots, sharding
 from dlcore.config import SEED_RANGE, experiment_dict, field
 from dlcore.data import (Dataset, Split, eval_batches, prefetch,
                          train_batches)
@@ -172,7 +175,7 @@ def plan(config: RunConfig, *, num_steps: int,
     cadences: ``{"log", "eval", "sample", "checkpoint"}`` already in steps
       (default: from the options ``log_every`` ... ``checkpoint_every``).
   """
-  mesh = mesh or parallel.data_mesh(config.devices)
+  mesh = mesh or parallel.run_mesh(config)
   if batch_size is not None:
     if num_train is not None:
       steps_per_epoch_of(num_train, batch_size)
@@ -307,33 +310,39 @@ def fit(objective: Objective, stream: Stream, config: RunConfig, plan: Plan,  # 
       the mean of each metric, as ``train_<name>``).
   """
   mesh = plan.mesh
-  workdir = files.prepare_workdir(config.workdir)
   init_key, loop_key, eval_key, sample_key = jax.random.split(
       jax.random.PRNGKey(config.seed), 4)
   first = next(stream.batches(0))
   if plan.population:
-    members = population_objective(objective, plan.population)
-    keys = parallel.shard_batch(
-        np.asarray(jax.random.split(init_key, plan.population)), mesh)
-    state = parallel.wrap(members.init, mesh, config.parallel,
-                          sharded_argnums=(0,), shard_outputs=True)(
-                              keys, first)
-    step_fn = parallel.wrap(members.train_step, mesh, config.parallel,
-                            sharded_argnums=(0,), shard_outputs=True,
-                            donate_argnums=0)
+    objective = population_objective(objective, plan.population)
+    init_args = (parallel.shard_batch(np.asarray(jax.random.split(
+        init_key, plan.population)), mesh, parallel.MEMBERS), first)
+    batch_specs = parallel.MEMBERS
   else:
-    state = parallel.replicate(objective.init(init_key, first), mesh)
-    step_fn = parallel.wrap(objective.train_step, mesh, config.parallel,
-                            donate_argnums=0)
+    init_args, batch_specs = (init_key, first), parallel.BATCH
+  state, state_specs = _create_state(objective.init, init_args, config, mesh,
+                                     bool(plan.population))
+  workdir = files.prepare_workdir(config.workdir)  # Once the rules held.
+  step_fn = parallel.wrap(
+      objective.train_step, mesh, config.parallel,
+      in_specs=(state_specs, batch_specs, parallel.REPLICATED),
+      out_specs=(state_specs, parallel.MEMBERS if plan.population
+                 else parallel.REPLICATED),
+      donate_argnums=0, collectives=not plan.population)
 
   def batches(start: int):
     return prefetch((None if b is None else parallel.shard_batch(b, mesh)
                      for b in stream.batches(start)),
                     sharding=parallel.batch_sharding(mesh))
 
+  loop_key = parallel.replicate(loop_key, mesh)
+
   evaluations = []
   if objective.eval_step is not None:
-    eval_fn = parallel.wrap(objective.eval_step, mesh, config.parallel)
+    eval_fn = parallel.wrap(
+        objective.eval_step, mesh, config.parallel,
+        in_specs=(state_specs, parallel.BATCH, parallel.REPLICATED),
+        out_specs=parallel.REPLICATED)
     evaluations.append(lambda state: {
         f"test_{k}": v for k, v in evaluate(
             eval_fn, state, stream.test_batches(), mesh, eval_key).items()})
@@ -346,25 +355,62 @@ def fit(objective: Objective, stream: Stream, config: RunConfig, plan: Plan,  # 
 
   sample = None
   if objective.sample is not None:
-    sample_fn = jax.jit(objective.sample)
+    sample_fn = jax.jit(objective.sample,
+                        out_shardings=parallel.replicated(mesh))
     sample = lambda state: parallel.to_host(
         sample_fn(optim.with_ema_params(state), sample_key))
 
-  return train(
-      state, step_fn, batches, key=loop_key, num_steps=plan.num_steps,
-      workdir=workdir, every=plan.every,
-      evaluate=evaluate_all if evaluations else None, sample=sample,
-      resume=config.resume, config=experiment_dict(config),
-      steps_per_call=plan.steps_per_call, summarize=summarize,
-      steps_per_epoch=plan.steps_per_epoch, evaluate_first=evaluate_first,
-      desc=f"{desc}, {mesh.size} device(s)")
+  where = sharding.placement(state, mesh)
+  # Under jit, steps may constrain their arrays' placement on the mesh
+  # (pmap brings its own).
+  with (jax.set_mesh(mesh) if config.parallel == "jit"
+        else contextlib.nullcontext()):
+    state, history = train(
+        state, step_fn, batches, key=loop_key, num_steps=plan.num_steps,
+        workdir=workdir, every=plan.every,
+        evaluate=evaluate_all if evaluations else None, sample=sample,
+        resume=config.resume, config=experiment_dict(config),
+        steps_per_call=plan.steps_per_call, summarize=summarize,
+        steps_per_epoch=plan.steps_per_epoch, evaluate_first=evaluate_first,
+        desc=f"{desc}, {mesh.size} device(s)")
+  history.placement = where
+  return state, history
+
+
+def _create_state(init: Callable[..., Any], args: tuple, config: RunConfig,
+                  mesh: jax.sharding.Mesh, population: bool) -> tuple[Any, Any]:
+  """``(state, specs)``: ``init(*args)`` written straight into its shards, and each leaf's spec.
+
+  ``jit`` splits the state as the sharding rules say (``dlcore.sharding``);
+  ``shard_map`` and ``pmap`` keep a copy on every device; a population's
+  members are split over ``data``. No leaf is ever whole on one device
+  unless its spec replicates it. Flax's logical-axis boxes are taken off.
+  The leaves travel as a flat list: the static parts of a state (a
+  module's ``apply``) made by two calls of ``init`` need not compare equal.
+  """
+  abstract = jax.eval_shape(init, *args)
+  if population:
+    specs = jax.tree.map(lambda _: parallel.MEMBERS, nn.meta.unbox(abstract))
+  elif config.parallel == "jit":
+    specs = sharding.state_specs(abstract, mesh, config.sharding)
+  else:
+    specs = jax.tree.map(lambda _: parallel.REPLICATED,
+                         nn.meta.unbox(abstract))
+  treedef = jax.tree.structure(nn.meta.unbox(abstract))
+  spec_leaves = jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))
+  leaves = jax.jit(
+      lambda *a: jax.tree.leaves(nn.meta.unbox(init(*a))),
+      out_shardings=[jax.sharding.NamedSharding(mesh, s)
+                     for s in spec_leaves])(*args)
+  return treedef.unflatten(leaves), treedef.unflatten(spec_leaves)
 
 
 def finish(config: RunConfig, history: History, summary: dict[str, Any], *,
            panels: dict[str, list[str]] | None = None,
            x: str = "step") -> dict[str, Any]:
   """Adds the run's facts to ``summary``, writes it and ``curves.png``; returns it."""
-  summary = {**summary, "steps": history.records[-1]["step"],
+  summary = {**summary, **history.placement,
+             "steps": history.records[-1]["step"],
              "train_seconds": history.train_seconds,
              "compile_seconds": history.compile_seconds,
              "num_params": history.num_params,

@@ -86,6 +86,8 @@ class History:
   num_params: int
   compile_seconds: float | None = None
   train_seconds: float = 0.0  # Of the records, earlier runs' included.
+  # Where the state lives (``dlcore.sharding.placement``), set by the driver.
+  placement: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def last(self) -> dict[str, Any]:

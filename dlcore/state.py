@@ -18,7 +18,9 @@ from typing import Any, Iterator
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
+from jax import lax
 from flax import struct
 from flax.training import train_state
 
@@ -67,22 +69,66 @@ def apply_model(state: TrainState, params: Any, inputs: Any, *, train: bool,
   ``key`` feeds the ``dropout`` stream; a model with BatchNorm statistics
   also takes ``axis_name`` (synchronised statistics) and, in training,
   updates them, except those of frozen layers, which run in inference mode
-  (``frozen_norms_in_inference``).
+  (``frozen_norms_in_inference``). Under ``axis_name`` each device's
+  dropout mask is its rows of the mask for the whole batch
+  (``global_dropout``), so ``n`` devices drop what one device drops.
   """
   variables = {"params": params}
   kwargs: dict[str, Any] = {"train": train}
   if state.has_batch_stats:
     variables["batch_stats"] = state.batch_stats
     kwargs["axis_name"] = axis_name
-  if not train or not state.has_batch_stats:
-    outputs = state.apply_fn(variables, inputs,
-                             rngs={"dropout": key} if key is not None else None,
-                             **kwargs)
-    return outputs, state.batch_stats
-  with frozen_norms_in_inference(state.frozen):
-    outputs, updates = state.apply_fn(variables, inputs, rngs={"dropout": key},
-                                      mutable=["batch_stats"], **kwargs)
+  rngs = {"dropout": key} if key is not None else None
+  with global_dropout(axis_name if train else None):
+    if not train or not state.has_batch_stats:
+      return state.apply_fn(variables, inputs, rngs=rngs,
+                            **kwargs), state.batch_stats
+    with frozen_norms_in_inference(state.frozen):
+      outputs, updates = state.apply_fn(variables, inputs, rngs=rngs,
+                                        mutable=["batch_stats"], **kwargs)
   return outputs, updates["batch_stats"]
+
+
+@contextlib.contextmanager
+def global_dropout(axis_name: str | None) -> Iterator[None]:
+  """Within it (under ``shard_map`` / ``pmap`` over ``axis_name``), every ``nn.Dropout`` draws the whole batch's mask.
+
+  Each device draws the mask of the global batch ``[n * b, ...]`` from the
+  same key and keeps its own ``b`` rows, which is the mask one device
+  draws for the whole batch (``nn.Dropout``: ``bernoulli(key, 1 - rate,
+  shape)``, inputs scaled by ``1 / (1 - rate)``). Without ``axis_name``
+  it does nothing: under ``jit`` the compiler splits one global draw.
+  """
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, nn.Dropout):
+      return next_fun(*args, **kwargs)
+    inputs = args[0]
+    deterministic = nn.merge_param(
+        "deterministic", module.deterministic,
+        kwargs.get("deterministic", args[1] if len(args) > 1 else None))
+    if module.rate == 0.0 or deterministic or module.rate == 1.0:
+      return next_fun(*args, **kwargs)
+    keep = 1.0 - module.rate
+    key = kwargs.get("rng") or module.make_rng(module.rng_collection)
+    shape = [1 if d in module.broadcast_dims else size
+             for d, size in enumerate(inputs.shape)]
+    if 0 not in module.broadcast_dims:  # Rows differ: draw all of them.
+      rows = shape[0]
+      shape[0] *= lax.axis_size(axis_name)
+      mask = lax.dynamic_slice_in_dim(
+          jax.random.bernoulli(key, keep, shape),
+          lax.axis_index(axis_name) * rows, rows)
+    else:
+      mask = jax.random.bernoulli(key, keep, shape)
+    mask = jnp.broadcast_to(mask, inputs.shape)
+    return lax.select(mask, inputs / keep, jnp.zeros_like(inputs))
+
+  if axis_name is None:
+    yield
+    return
+  with nn.intercept_methods(interceptor):
+    yield
 
 
 def count_params(params: Any) -> int:

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import tensorboardX
 
-from dlcore import files, plots
+from dlcore import files, plots, sharding
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -80,12 +80,15 @@ def tile(images: np.ndarray, columns: int = 10) -> np.ndarray:
 
 
 def parameter_table(state: Any) -> tuple[str, int]:
-  """``(table, count)`` of every ``params`` leaf in ``state``: path, shape, dtype, size.
+  """``(table, count)`` of every ``params`` leaf in ``state``: path, shape, dtype, size, placement.
 
   The table is built from the state rather than with ``nn.tabulate``
   because the loop sees states, not modules and their inputs; it covers
   every network of an objective (a GAN's two, a DQN agent's online network).
   Target networks, optimizer moments and EMA copies are not parameters.
+  Each row also gives the leaf's partition spec and the bytes of it the
+  most loaded device holds (from its shards); the last lines, the
+  parameters' and the optimizer state's bytes per device.
   """
   rows, total = [], 0
   for path, leaf in jax.tree_util.tree_leaves_with_path(state):
@@ -95,10 +98,15 @@ def parameter_table(state: Any) -> tuple[str, int]:
     size = int(np.prod(leaf.shape))
     total += size
     rows.append(("/".join(names), str(tuple(leaf.shape)), str(leaf.dtype),
-                 f"{size:,}"))
-  header = ("parameter", "shape", "dtype", "size")
-  widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+                 f"{size:,}", sharding.spec_text(leaf),
+                 f"{sharding.per_device_bytes(leaf):,}"))
+  header = ("parameter", "shape", "dtype", "size", "partition", "bytes/device")
+  widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
   line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
   table = [line(header), line(tuple("-" * w for w in widths))]
+  placed = {k: v for k, v in sharding.placement(
+      state, None).items() if k != "mesh"} if total else {}
   table += [line(r) for r in rows] + [f"total: {total:,} parameters"]
+  table += [f"{name.replace('_', ' ')}: {value:,}" for name, value
+            in placed.items()]
   return "\n".join(table) + "\n", total

@@ -413,9 +413,9 @@ def test_unreachable_coordinator_times_out_with_one_sentence(tmp_path):
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
   # What every script does first, without importing the models and TFDS.
-  first_lines = ("import sys; from dlcore import cli, parallel; "
+  first_lines = ("import sys; from dlcore import cli, distributed, parallel; "
                  "from dlcore.config import parse_args; "
-                 "parallel.initialize_distributed(parse_args("
+                 "distributed.initialize_distributed(parse_args("
                  "parallel.ParallelConfig, 'x', sys.argv[1:]), "
                  "on_timeout=cli._give_up)")
   tic = time.perf_counter()
@@ -432,3 +432,32 @@ def test_unreachable_coordinator_times_out_with_one_sentence(tmp_path):
       "the same --coordinator-address and --num-processes, or wait longer"]
   assert time.perf_counter() - tic < 60
   assert not list(tmp_path.iterdir())  # Nothing written.
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sharding.logical-rules", "embed=fsdp"], "parameter "
+     "params/EncoderBlock_0/Dense_0/bias [128] has logical axis 'mlp', which "
+     "--sharding.logical-rules does not map; add a rule 'mlp=MESH_AXIS' (the "
+     "rules map embed)"),
+    (["--sharding.logical-rules", "embed=tensor", "mlp=tensor", "heads=",
+      "kv="], "--sharding.logical-rules map two axes ('embed', 'mlp') of "
+     "parameter params/EncoderBlock_0/Dense_0/kernel onto mesh axis 'tensor'; a "
+     "mesh axis splits at most one dimension of an array"),
+    (["--sharding.logical-rules", "embed=fsdp", "mlp=", "heads=",
+      "kv=gpu"], "--sharding.logical-rules takes 'LOGICAL=MESH_AXIS' with a "
+     "mesh axis among data, fsdp, tensor (or nothing after '='), got "
+     "'kv=gpu'"),
+    (["--mesh.data", "2"], "a mesh of 2x1x1 needs 2 devices, the run has 1; "
+     "give one axis -1 or change --devices"),
+    (["--mesh.fsdp", "-1", "--mesh.data", "-1"], "--mesh.data, --mesh.fsdp "
+     "and --mesh.tensor must be positive, one of them at most -1 (the rest), "
+     "got (-1, -1, 1)"),
+    (["--parallel", "pmap", "--mesh.data", "1", "--mesh.fsdp", "-1"],
+     "--parallel pmap runs data parallelism only, with a replicated state; "
+     "--mesh.fsdp and --mesh.tensor split it, which needs --parallel jit"),
+])
+def test_bad_meshes_and_sharding_rules_are_one_sentence(argv, message, capsys,
+                                                        tmp_path):
+  sentence = refused(capsys, "classify", ["--model", "transformer", "--epochs",
+                                          "1", *argv], tmp_path / "run")
+  assert sentence == message

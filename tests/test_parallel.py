@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from dlcore import parallel
+from dlcore import distributed, parallel
 from dlcore.config import parse_args
 from dlcore.errors import ConfigError
 from dlcore.supervised import ClassifyConfig
@@ -43,23 +43,23 @@ def test_bad_device_count_and_mechanism_are_config_errors():
   with pytest.raises(ConfigError, match="between 1 and the 1 available "
                      "devices, got 2"):
     parallel.data_mesh(2)
-  with pytest.raises(ConfigError, match="choose one of shard_map, pmap, jit"):
-    parallel.wrap(lambda s, b, *, axis_name: s, parallel.data_mesh(),
-                  "vmap")
+  with pytest.raises(ConfigError, match="choose one of jit, shard_map, pmap"):
+    parallel.data_parallel(lambda s, b, *, axis_name: s, parallel.data_mesh(),
+                           "vmap")
 
 
 def test_one_device_needs_no_coordinator(monkeypatch):
   for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
                "JAX_PROCESS_ID"):
     monkeypatch.delenv(name, raising=False)
-  assert not parallel.initialize_distributed(parallel.ParallelConfig())
+  assert not distributed.initialize_distributed(parallel.ParallelConfig())
   monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
   with pytest.raises(ConfigError, match="not option num_processes"):
-    parallel.initialize_distributed(parallel.ParallelConfig())
+    distributed.initialize_distributed(parallel.ParallelConfig())
   monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
   with pytest.raises(ConfigError, match=r"option process_id must be in "
                      r"\[0, 2\), got 2"):
-    parallel.initialize_distributed(parallel.ParallelConfig(process_id=2))
+    distributed.initialize_distributed(parallel.ParallelConfig(process_id=2))
 
 
 SLURM_TWO_TASKS = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]",
@@ -79,7 +79,7 @@ SLURM_TWO_TASKS = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]",
      "kubernetes"),
 ])
 def test_cluster_jobs_are_detected_from_the_environment(env, expected):
-  assert parallel.cluster_environment(env) == expected
+  assert distributed.cluster_environment(env) == expected
 
 
 def test_a_cluster_job_joins_through_auto_detection(monkeypatch):
@@ -91,10 +91,10 @@ def test_a_cluster_job_joins_through_auto_detection(monkeypatch):
                       lambda *args, **kwargs: calls.append((args, kwargs)))
   for name, value in SLURM_TWO_TASKS.items():
     monkeypatch.setenv(name, value)
-  assert parallel.initialize_distributed(parallel.ParallelConfig())
+  assert distributed.initialize_distributed(parallel.ParallelConfig())
   # No arguments: JAX reads SLURM's variables; our limit, then JAX's.
   assert calls == [((), {"initialization_timeout": 300 + 60})]
-  assert parallel.initialize_distributed(parallel.ParallelConfig(
+  assert distributed.initialize_distributed(parallel.ParallelConfig(
       coordinator_address="localhost:1", num_processes=2, process_id=1,
       coordinator_timeout=5))
   assert calls[-1] == (("localhost:1", 2, 1),
@@ -105,7 +105,7 @@ def test_classify_flags_choose_devices_and_mechanism():
   config = parse_args(ClassifyConfig, "", ["--devices", "4", "--parallel",
                                            "pmap"])
   assert (config.devices, config.parallel) == (4, "pmap")
-  assert parse_args(ClassifyConfig, "", []).parallel == "shard_map"
+  assert parse_args(ClassifyConfig, "", []).parallel == "jit"
   with pytest.raises(SystemExit):
     parse_args(ClassifyConfig, "", ["--parallel", "vmap"])
 
@@ -145,23 +145,34 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_end_with_the_parameters_of_one(tmp_path):
-  """Two ``jax.distributed`` processes (one CPU device each) vs one process."""
+@pytest.mark.parametrize("layout", ["data-parallel", "fsdp-across-processes"])
+def test_two_processes_end_with_the_parameters_of_one(tmp_path, layout):
+  """Two ``jax.distributed`` processes vs one process on one device.
+
+  Data parallel: one CPU device per process. FSDP: four per process, the
+  parameters split over all eight, across both processes.
+  """
   port = free_port()
   worker = MULTIDEVICE / "data_parallel_worker.py"
   env = {"JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"}  # Loopback only.
-  launch = lambda out, data_dir, *flags: subprocess.Popen(
-      [sys.executable, worker, "--out", out, "--data-dir", data_dir, *flags],
-      cwd=ROOT,
-      env={**os.environ, **env}, stdout=subprocess.PIPE,
+  flags = []
+  if layout == "fsdp-across-processes":
+    env["XLA_FLAGS"] = " ".join(filter(None, [
+        os.environ.get("XLA_FLAGS"),
+        "--xla_force_host_platform_device_count=4"]))
+    flags = ["--mesh.data", "1", "--mesh.fsdp", "-1",
+             "--sharding.fsdp-min-size", "16"]
+  launch = lambda out, data_dir, *more, env=env: subprocess.Popen(
+      [sys.executable, worker, "--out", out, "--data-dir", data_dir, *more],
+      cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True)
   (tmp_path / "two").mkdir()
   (tmp_path / "one").mkdir()
   processes = [  # Each prepares its own TFDS copy of digits.
       launch(tmp_path / "two", tmp_path / f"tfds{i}", "--coordinator-address",
              f"127.0.0.1:{port}", "--num-processes", "2", "--process-id",
-             str(i)) for i in (0, 1)]
-  processes.append(launch(tmp_path / "one", tmp_path / "tfds"))
+             str(i), *flags) for i in (0, 1)]
+  processes.append(launch(tmp_path / "one", tmp_path / "tfds", env={}))
   try:
     for p in processes:
       output, _ = p.communicate(timeout=300)
@@ -180,6 +191,11 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path):
   summaries = [json.loads((tmp_path / run / "run/summary.json").read_text())
                for run in ("two", "one")]
   assert [s["num_processes"] for s in summaries] == [2, 1]
-  assert [s["num_devices"] for s in summaries] == [2, 1]
+  devices = 8 if flags else 2
+  assert [s["num_devices"] for s in summaries] == [devices, 1]
+  if flags:  # Split across both processes: an eighth of each large leaf.
+    assert summaries[0]["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
+    assert (summaries[0]["param_bytes_per_device"]
+            < summaries[1]["param_bytes_per_device"] / 4)
   assert abs(summaries[0]["test_accuracy"]
              - summaries[1]["test_accuracy"]) <= 0.005

@@ -21,6 +21,7 @@ its bfloat16 inputs fails outright.
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,8 +85,8 @@ def random_variables(model, *args, method=None):
   other parameters and statistics ``0.1 N(0, 1)``, around 1 for scales and
   variances. Drawing them with numpy compiles nothing.
   """
-  shapes = jax.eval_shape(functools.partial(model.init, method=method),
-                          jax.random.key(0), *args)
+  shapes = nn.meta.unbox(jax.eval_shape(
+      functools.partial(model.init, method=method), jax.random.key(0), *args))
   assert {leaf.dtype for leaf in jax.tree.leaves(shapes)} == {
       np.dtype(np.float32)}
   rng = np.random.default_rng(0)

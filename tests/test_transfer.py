@@ -232,7 +232,7 @@ def test_finetune_end_to_end_starts_from_the_source_weights(tmp_path, capsys):
                                  workdir=str(tmp_path / "source"))
   train_and_evaluate(source)
   straight = FinetuneConfig(**{
-      **dataclasses.asdict(source), "optimizer": source.optimizer,
+      **{f.name: getattr(source, f.name) for f in dataclasses.fields(source)},
       "classes": "2,3", "train_per_class": 8, "batch_size": 8, "epochs": 3,
       "workdir": str(tmp_path / "straight"), "init_from": str(tmp_path / "source"),
       "freeze": ("Dense_0/.*",), "lr_mult": ("Dense_1/.*=0.5",)})

@@ -38,6 +38,7 @@ synchronisation (its statistics are per image).
 """
 
 import jax
+from jax.sharding import PartitionSpec
 import jax.numpy as jnp
 from jax import lax
 
@@ -102,6 +103,19 @@ def generators_update(state: CycleGanState, real_a: jax.Array,
   return state, metrics, lax.stop_gradient(fake_a), lax.stop_gradient(fake_b)
 
 
+def _replicated(images: jax.Array) -> jax.Array:
+  """``images`` copied to every device, under ``jit`` on a mesh (``jax.set_mesh``).
+
+  Without this constraint XLA's SPMD partitioner (jaxlib 0.10.2) gave the
+  discriminators other images than one device does once their kernels
+  were split (FSDP over 4 of 8 devices; the 8-device proof of
+  ``tests/multidevice`` catches it). Without a mesh it changes nothing.
+  """
+  if jax.sharding.get_abstract_mesh().empty:
+    return images
+  return lax.with_sharding_constraint(images, PartitionSpec())
+
+
 def pooled(pool: ImagePool, fakes: jax.Array, key: jax.Array,
            axis_name: str | None) -> tuple[ImagePool, jax.Array]:
   """``(new pool, this device's served images)`` for this device's ``fakes`` ``[b, ...]``.
@@ -111,7 +125,7 @@ def pooled(pool: ImagePool, fakes: jax.Array, key: jax.Array,
   """
   if axis_name is None:
     pool, served, _ = query_pool(pool, fakes, key)
-    return pool, served
+    return pool, _replicated(served)
   everyone = lax.all_gather(fakes, axis_name, tiled=True)
   pool, served, _ = query_pool(pool, everyone, key)
   rows = fakes.shape[0]

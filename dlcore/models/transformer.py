@@ -7,7 +7,9 @@ embedding; ``num_layers`` pre-LayerNorm blocks apply
 linear read-out. Output ``[B, num_classes]``. Dropout draws from the
 ``dropout`` RNG stream when ``train`` is true. Every layer computes in
 ``dtype`` with ``param_dtype`` parameters (LayerNorm's statistics in
-float32); the logits are float32.
+float32); the logits are float32. Every kernel carries logical axis names
+(``embed``, ``mlp``, ``heads``, ``kv``), so the
+sharding rules can split the model over devices (``dlcore.sharding``).
 """
 
 import functools
@@ -17,7 +19,18 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
+from dlcore.models.attention import EMBED, MultiHeadAttention
 from dlcore.models.recurrent import as_sequence
+
+MLP = "mlp"
+
+
+def dense(features: int, axes: tuple[str | None, str | None], **kwargs):
+  """``nn.Dense`` whose kernel is annotated with the logical ``axes``."""
+  return nn.Dense(features, kernel_init=nn.with_logical_partitioning(
+      nn.initializers.lecun_normal(), axes),
+                  bias_init=nn.with_logical_partitioning(
+                      nn.initializers.zeros, axes[1:]), **kwargs)
 
 
 class EncoderBlock(nn.Module):
@@ -33,11 +46,12 @@ class EncoderBlock(nn.Module):
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     norm = functools.partial(nn.LayerNorm, **dtypes)
     dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, **dtypes)(
-        norm()(x))
+    y = MultiHeadAttention(num_heads=self.num_heads,
+                           head_dim=x.shape[-1] // self.num_heads,
+                           **dtypes)(norm()(x))
     x = x + dropout(y)
-    y = nn.Dense(self.mlp_dim, **dtypes)(norm()(x))
-    y = nn.Dense(x.shape[-1], **dtypes)(nn.gelu(y))
+    y = dense(self.mlp_dim, (EMBED, MLP), **dtypes)(norm()(x))
+    y = dense(x.shape[-1], (MLP, EMBED), **dtypes)(nn.gelu(y))
     return x + dropout(y)
 
 
@@ -55,7 +69,7 @@ class TransformerClassifier(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    x = nn.Dense(self.model_dim, **dtypes)(as_sequence(x))
+    x = dense(self.model_dim, (None, EMBED), **dtypes)(as_sequence(x))
     positions = self.param("position_embedding",
                            nn.initializers.normal(stddev=0.02),
                            (1,) + x.shape[1:], self.param_dtype)
@@ -65,5 +79,5 @@ class TransformerClassifier(nn.Module):
       x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate,
                        **dtypes)(x, train)
     x = nn.LayerNorm(**dtypes)(x)
-    return nn.Dense(self.num_classes, **dtypes)(
+    return dense(self.num_classes, (EMBED, None), **dtypes)(
         jnp.mean(x, axis=1)).astype(jnp.float32)

@@ -172,6 +172,7 @@ def train_program(program: Program, config: RlConfig, plan: experiment.Plan,  # 
       "num_params": history.num_params,
       "device": jax.devices()[0].device_kind,
       "num_devices": plan.mesh.size,
+      **history.placement,
       **extra,
       "config": experiment_dict(config)}
   if parallel.is_main_process():

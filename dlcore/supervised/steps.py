@@ -19,12 +19,11 @@ optional label smoothing) or ``"regression"`` (mean squared error).
 Bind the keyword options with ``functools.partial`` before ``jax.jit``.
 """
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dlcore import parallel
 from dlcore.metrics import Average
 from dlcore.objective import Metrics
 from dlcore.state import TrainState, apply_model
@@ -44,17 +43,21 @@ def _per_example(outputs, labels, task: str, label_smoothing: float):
   raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+def random_shift(key: jax.Array, images: jax.Array, max_shift: int,
+                 axis_name: str | None = None) -> jax.Array:
   """Each image of ``[B, H, W, C]`` moved by its own offsets in ``[-s, s]`` pixels.
 
   The image is zero-padded by ``s = max_shift`` on every side and a
   ``H x W`` window cropped at a uniformly drawn position: zeros enter at the
-  edges it moves away from.
+  edges it moves away from. Under ``axis_name`` a device's offsets are its
+  rows of the whole batch's.
   """
   _, height, width, channels = images.shape
   s = max_shift
   padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
-  corners = jax.random.randint(key, (images.shape[0], 2), 0, 2 * s + 1)
+  corners = parallel.shard_of_global_draw(
+      lambda k, shape: jax.random.randint(k, shape, 0, 2 * s + 1), key,
+      (images.shape[0], 2), axis_name)
   return jax.vmap(lambda image, corner: lax.dynamic_slice(
       image, (corner[0], corner[1], 0), (height, width, channels)))(
           padded, corners)
@@ -64,13 +67,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
                *, task: str = "classification", label_smoothing: float = 0.0,
                shift: int = 0,
                axis_name: str | None = None) -> tuple[TrainState, Metrics]:
-  """One gradient step on the batch mean loss; metrics ``loss`` (+ ``accuracy``)."""
-  if axis_name is not None:  # A different dropout mask on every device.
-    key = jax.random.fold_in(key, lax.axis_index(axis_name))
+  """One gradient step on the batch mean loss; metrics ``loss`` (+ ``accuracy``).
+
+  Dropout and the shifts are those one device draws for the whole batch,
+  under any mechanism (``apply_model``, ``shard_of_global_draw``).
+  """
   images = batch["image"]
   if shift:
     key, shift_key = jax.random.split(key)
-    images = random_shift(shift_key, images, shift)
+    images = random_shift(shift_key, images, shift, axis_name)
 
   def loss_fn(params):
     outputs, batch_stats = apply_model(state, params, images, train=True,

@@ -21,6 +21,7 @@ from its own checkpoint.
 import dataclasses
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import numpy as np
 
@@ -65,7 +66,7 @@ def _warm_started(objective: Objective,
   The optimizer state is made anew for them (an EMA starts at them).
   """
   def init(key, batch):
-    state = objective.init(key, batch)
+    state = nn.meta.unbox(objective.init(key, batch))
     variables = init_variables({"params": state.params,
                                 "batch_stats": state.batch_stats})
     return state.replace(params=variables["params"],
@@ -92,9 +93,9 @@ def _train(config: ClassifyConfig,
   model = create_classifier(config.model, data.num_classes,
                             dtype=experiment.compute_dtype(config))
   key = jax.random.PRNGKey(0)
-  shapes = jax.eval_shape(lambda: model.init(
+  shapes = nn.meta.unbox(jax.eval_shape(lambda: model.init(
       {"params": key, "dropout": key},
-      np.zeros((1, *data.image_shape), np.float32), train=False))
+      np.zeros((1, *data.image_shape), np.float32), train=False)))
   shapes = {"params": shapes["params"],
             "batch_stats": shapes.get("batch_stats", {})}
   if config.shift >= min(data.image_shape[:2]):
