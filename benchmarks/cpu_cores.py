@@ -55,7 +55,8 @@ def data_parallel_side(name: str, numpy_batch, key: jax.Array, mesh):
   """A closure running one data-parallel dlcore step of workload ``name``."""
   init_key, step_key = jax.random.split(key)
   _, state = dlcore_classifier(name)(numpy_batch, "float32", init_key)
-  step = parallel.wrap(supervised_steps.train_step, mesh, donate_argnums=0)
+  step = parallel.data_parallel(supervised_steps.train_step, mesh,
+                                donate_argnums=0)
   holder = [parallel.replicate(state, mesh)]
   batch = parallel.shard_batch(numpy_batch, mesh)
   step_key = parallel.replicate(step_key, mesh)

@@ -39,7 +39,7 @@ from dlcore.supervised.steps import train_step
 @dataclasses.dataclass(frozen=True)
 class ScalingConfig:
   devices: str = field("1,2,4,8", "comma-separated device counts")
-  mechanisms: str = field("shard_map,pmap,jit", "comma-separated mechanisms")
+  mechanisms: str = field("jit,shard_map,pmap", "comma-separated mechanisms")
   model: str = field("cnn", "classifier")
   batch_size: int = field(256, "global batch size (fixed for every count)")
   steps: int = field(50, "steps per timing")
@@ -58,7 +58,8 @@ def steps_per_second(config: ScalingConfig, num_devices: int,
       create_classifier(config.model, 10), optax.adam(1e-3),
       jnp.zeros((1, 8, 8, 1)), jax.random.PRNGKey(0)), mesh)
   key = parallel.replicate(jax.random.PRNGKey(1), mesh)
-  step = parallel.wrap(train_step, mesh, mechanism, donate_argnums=0)
+  step = parallel.data_parallel(train_step, mesh, mechanism,
+                                donate_argnums=0)
   state, metrics = step(state, batch, key)  # Compile and warm up.
   jax.block_until_ready(metrics)
   timings = []
