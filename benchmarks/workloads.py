@@ -116,8 +116,8 @@ def dlcore_classifier(model_name: str) -> JaxBuilder:
   """dlcore's own path: ``create_train_state`` + ``supervised.train_step``."""
   def build(batch, dtype, key):
     model = in_dtype(create_classifier(model_name, NUM_CLASSES), dtype)
-    state = dlcore_state.create_train_state(
-        model, optax.adam(LEARNING_RATE), batch["image"][:1], key)
+    state = nn.meta.unbox(dlcore_state.create_train_state(
+        model, optax.adam(LEARNING_RATE), batch["image"][:1], key))
     step = jax.jit(supervised_steps.train_step, donate_argnums=0,
                    static_argnames=("task", "axis_name"))
     return step, state
@@ -128,8 +128,8 @@ def baseline_classifier(model_name: str) -> JaxBuilder:
   """The hand-written Flax + Optax step on the same model and optimizer."""
   def build(batch, dtype, key):
     model = in_dtype(create_classifier(model_name, NUM_CLASSES), dtype)
-    state = create_train_state(
-        model, optax.adam(LEARNING_RATE), batch["image"], key)
+    state = nn.meta.unbox(create_train_state(
+        model, optax.adam(LEARNING_RATE), batch["image"], key))
     step_fn = (train_step_batchnorm if jax.tree.leaves(
         state.batch_stats) else train_step)
     return jax.jit(step_fn, donate_argnums=0), state
@@ -174,10 +174,31 @@ def lstm_flops(batch_size: int, steps: int = 28, features: int = 28,
   return 3 * 2 * batch_size * steps * 4 * hidden * (features + hidden)
 
 
+def transformer_flops(batch_size: int, tokens: int = 28, features: int = 28,
+                      width: int = 64, mlp: int = 128, layers: int = 2,
+                      classes: int = 10) -> float:
+  """Model FLOPs of a train step of ``TransformerClassifier``: 3x the forward's.
+
+  Per token: the embedding ``2 F d``; per layer the projections ``8 d^2``,
+  the MLP ``4 d m`` and attention's two products ``4 T d``; per example the
+  read-out ``2 d C``. (Layer norms, softmax and GELU are not counted, as
+  in MFU's usual convention.)
+  """
+  per_token = 2 * features * width + layers * (
+      8 * width ** 2 + 4 * width * mlp + 4 * tokens * width)
+  return 3 * batch_size * (tokens * per_token + 2 * width * classes)
+
+
 classifier_workload("lstm", "LSTM 128 units over 28 image rows", MNIST,
                     with_torch=True, flops_per_step=lstm_flops)
 classifier_workload("transformer", "Transformer encoder, 2 layers, d=64, "
-                    "28 row tokens", MNIST, with_torch=False)
+                    "28 row tokens", MNIST, with_torch=False,
+                    flops_per_step=transformer_flops)
+classifier_workload("resnet18", "ResNet-18 (CIFAR layout) with BatchNorm, "
+                    "CIFAR shape", CIFAR, with_torch=False, in_quick=False)
+classifier_workload("resnet50_imagenet", "ResNet-50 (torchvision layout), "
+                    "ImageNet shape 224x224x3", (224, 224, 3),
+                    with_torch=False, in_quick=False, batch_size=32)
 
 
 # The hand-written baseline of the supervised workloads, as the Flax
