@@ -99,13 +99,22 @@ class Checkpointer:
     self.directory = pathlib.Path(os.path.abspath(directory))
     self.read_only = read_only
     self._saving: int | None = None
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-            enable_async_checkpointing=True,
-            async_options=ocp.AsyncOptions(
-                post_finalization_callback=self._seal)))
+    absl = logging.getLogger("absl")
+    level = absl.level
+    if read_only:  # Orbax warns that it will not save: that is the point.
+      absl.setLevel(logging.ERROR)
+    try:
+      self._manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=None if read_only else max_to_keep,
+              save_interval_steps=0 if read_only else 1,
+              create=not read_only, read_only=read_only,
+              enable_async_checkpointing=True,
+              async_options=ocp.AsyncOptions(
+                  post_finalization_callback=self._seal)))
+    finally:
+      absl.setLevel(level)
 
   def _seal(self) -> None:
     """Writes the checksums of the save in flight into it, before Orbax commits it."""

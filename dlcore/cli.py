@@ -2,6 +2,11 @@
 
 Usage (the whole of a script)::
 
+  from dlcore import cli
+  if __name__ == "__main__":
+    cli.stop_on_signals()  # Before the heavy imports.
+  from dlcore.supervised import ClassifyConfig, train_and_evaluate
+
   main = cli.main_of(ClassifyConfig, train_and_evaluate, __doc__,
                      report=lambda s: f"test accuracy {s['test_accuracy']:.4f}")
   if __name__ == "__main__":
@@ -20,7 +25,6 @@ import signal
 import sys
 from typing import Any, Callable
 
-from dlcore import distributed
 from dlcore.config import parse_args, with_flags
 from dlcore.errors import (ConfigError, DiskFull, Interrupted,
                            NonFiniteLossError, Preempted)
@@ -32,6 +36,24 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped early on request; resume later.
 EXITS = ((ConfigError, EXIT_BAD_INPUT), (NonFiniteLossError, EXIT_DIVERGED),
          (DiskFull, EXIT_DISK_FULL), (Preempted, EXIT_PREEMPTED),
          (Interrupted, EXIT_PREEMPTED))
+
+
+def _exit_at_once(signum, frame):
+  """While a script imports its modules: one line, exit status 75."""
+  del frame
+  print(f"error: {Interrupted(signal.Signals(signum).name)}", file=sys.stderr,
+        flush=True)
+  os._exit(EXIT_PREEMPTED)  # pylint: disable=protected-access
+
+
+def stop_on_signals() -> None:
+  """From here on, SIGTERM and SIGINT stop the script with one line and exit 75.
+
+  A script calls it first, so that the promise holds while it imports
+  (nothing is written then; ``run`` takes over for the rest).
+  """
+  for s in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(s, _exit_at_once)
 
 
 def _interrupted(signum, frame):
@@ -78,6 +100,7 @@ def main_of(config_cls: type, train: Callable[[Any], dict[str, Any]],
   WORKDIR``.
   """
   def main(argv=None) -> dict[str, Any]:
+    from dlcore import distributed  # pylint: disable=import-outside-toplevel
     config = parse_args(config_cls, description, argv)
     distributed.initialize_distributed(config, on_timeout=_give_up)
     summary = train(config)

@@ -12,7 +12,6 @@ a learning rate is suggested only when the state and the data were finite.
 
 from typing import Any
 
-import jax
 import numpy as np
 
 
@@ -46,6 +45,8 @@ def first_non_finite(tree: Any) -> str | None:
   skipped). Device arrays are reduced on their devices: one scalar each
   comes to the host.
   """
+  # Imported here: the command line's sentences need no JAX.
+  import jax  # pylint: disable=import-outside-toplevel
   for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
     dtype = getattr(leaf, "dtype", None)
     if dtype is None or not np.issubdtype(dtype, np.inexact):
@@ -55,8 +56,35 @@ def first_non_finite(tree: Any) -> str | None:
   return None
 
 
+def update_options(config: dict[str, Any] | None, prefix: str = ""
+                   ) -> list[str]:
+  """The options of ``config`` (an experiment's dict) that scale its updates, with their values.
+
+  Every optimizer section (a dict with ``lr``) gives its learning rate,
+  and its weight decay and learning-rate multipliers when set: ``option
+  optimizer.lr 0.001``, ``option g_optimizer.weight_decay 1e+30``.
+  """
+  found = []
+  for name, value in (config or {}).items():
+    if not isinstance(value, dict):
+      continue
+    if "lr" in value and "weight_decay" in value:
+      section = f"{prefix}{name}"
+      found.append(f"option {section}.lr {value['lr']:g}")
+      if value["weight_decay"]:
+        found.append(f"option {section}.weight_decay "
+                     f"{value['weight_decay']:g}")
+      if value.get("lr_mult"):
+        found.append(f"option {section}.lr_mult "
+                     f"{' '.join(value['lr_mult'])}")
+    else:
+      found += update_options(value, f"{prefix}{name}.")
+  return found
+
+
 def divergence_cause(state_leaf: str | None, start_step: int,
-                     batch_leaf: str | None) -> str:
+                     batch_leaf: str | None,
+                     suspects: list[str] | None = None) -> str:
   """The clause ``NonFiniteLossError(cause=...)`` adds: what was at fault.
 
   Args:
@@ -65,6 +93,8 @@ def divergence_cause(state_leaf: str | None, start_step: int,
       restored checkpoint).
     batch_leaf: ``first_non_finite`` of the first bad step's batch (None
       when finite or when the step takes no batch).
+    suspects: the options that scale the updates (``update_options``),
+      named when the state and data were finite.
   """
   if state_leaf is not None:
     origin = ("the initial state" if start_step == 0 else "the state restored "
@@ -74,6 +104,10 @@ def divergence_cause(state_leaf: str | None, start_step: int,
   if batch_leaf is not None:
     return (f"because its batch held NaN or infinite values (in "
             f"{batch_leaf}): the data is at fault, not the learning rate")
+  if suspects:
+    return ("from a finite state and finite data, so the updates diverged: "
+            "lower " + ", ".join(suspects) + ", or clip the gradients "
+            "(clip_norm)")
   return ("from a finite state and finite data, so training diverged: a lower "
           "learning rate or gradient clipping (option optimizer.clip_norm) "
           "may help")
@@ -90,8 +124,12 @@ class Preempted(RuntimeError):
         "to continue exactly where it stopped")
 
 
-class Interrupted(RuntimeError):
-  """A signal stopped the script outside training, or a second one during it."""
+class Interrupted(KeyboardInterrupt):
+  """A signal stopped the script outside training, or a second one during it.
+
+  A ``KeyboardInterrupt``, so that no ``except Exception`` on its way out
+  (a data loader's, an Orbax thread's) turns it into something else.
+  """
 
   def __init__(self, signal_name: str, during_training: bool = False):
     super().__init__(

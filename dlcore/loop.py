@@ -56,7 +56,7 @@ from dlcore.checkpoint import Checkpointer
 from dlcore.config import differences
 from dlcore.errors import (ConfigError, DiskFull, Interrupted,
                            NonFiniteLossError, Preempted, divergence_cause,
-                           first_non_finite)
+                           first_non_finite, update_options)
 from dlcore.lock import WorkdirLock
 from dlcore.writers import (METRICS_FILE, MODEL_FILE, SUMMARY_FILE,
                             TENSORBOARD_DIR, Writer, parameter_table)
@@ -163,7 +163,8 @@ def _train(state, step_fn, batches, *, key, num_steps, workdir, every,
 
     def cause(step: int) -> str:  # Why step ``step`` (1-based) diverged.
       batch = next(batches(step - 1), None)  # The same batch again.
-      return divergence_cause(state_fault, start, first_non_finite(batch))
+      return divergence_cause(state_fault, start, first_non_finite(batch),
+                              update_options(config))
 
     history = History(records, start, num_params,
                       train_seconds=sum(r.get("seconds", 0.0) for r in records))

@@ -4,7 +4,8 @@ Usage::
 
   loaded = load_variables("runs/pretrain")       # a workdir, an Orbax
   loaded = load_variables("ckpt/3000")           # checkpoint or an .npz
-  init = warm_start(loaded, reinit=("HEAD",), remap=("encoder/=",),
+  init = warm_start(loaded, head=model.head_name, reinit=("HEAD",),
+                    remap=("encoder/=",),
                     source="runs/pretrain")
   variables = init({"params": fresh_params, "batch_stats": fresh_stats})
   save_variables("resnet50.npz", variables)      # e.g. converted weights
@@ -29,8 +30,9 @@ saves an ``.npz``.
 Merging is strict (like big_vision's ``merge_params``): every leaf of the
 fresh model is taken from the source, by path and with the same shape,
 unless a ``reinit`` pattern fullmatches its path inside its collection
-(``"Dense_1/.*"``; ``"HEAD"`` stands for the model's last top-level module,
-its classifier head), in which case it keeps its fresh value. Any other
+(``"Dense_1/.*"``; ``"HEAD"`` stands for the model's classifier head, the
+top-level module its class names as ``head``), in which case it keeps its
+fresh value. Any other
 leaf missing from the source, any source leaf the model lacks, and any
 shape that differs stop the merge with one sentence listing them all.
 ``remap`` (``"OLD=NEW"``) first renames source paths starting with ``OLD``.
@@ -100,23 +102,47 @@ def load_variables(source: str | os.PathLike) -> Variables:
     raise ConfigError(f"option init_from {str(path)!r} holds a checkpoint "
                       f"without params (it holds {keys}); restore a "
                       "classifier's run")
-  return {name: tree.get(name) or {} for name in COLLECTIONS}
+  variables = {name: tree.get(name) or {} for name in COLLECTIONS}
+  for name, value in flatten(variables).items():
+    check_weights(name, np.asarray(value), f"option init_from {str(path)!r}")
+  return variables
 
 
 def _from_npz(path: pathlib.Path) -> Variables:
+  """An ``.npz`` of weights: keyed ``params/...`` and ``batch_stats/...``, or bare paths (parameters)."""
   not_params = (f"option init_from {str(path)!r} is not a parameter file: "
                 "give an .npz of arrays keyed 'params/...' and "
                 "'batch_stats/...' (or a workdir or Orbax checkpoint)")
   try:
-    with np.load(path, allow_pickle=False) as npz:
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # An .npy named .npz.
+      raise ConfigError(f"{not_params}; it holds a single .npy array")
+    with loaded as npz:
       flat = {name: npz[name] for name in npz.files}
+  except ConfigError:
+    raise
   except (ValueError, OSError, zipfile.BadZipFile, EOFError):
     raise ConfigError(not_params) from None
-  if not flat or any(name.split("/")[0] not in COLLECTIONS
-                     or np.asarray(v).dtype.kind not in "fiub"
-                     for name, v in flat.items()):
+  if not flat:
     raise ConfigError(not_params)
+  if all("/" in name and name.split("/")[0] not in COLLECTIONS
+         for name in flat):  # Bare module paths: parameters.
+    flat = {f"params/{name}": value for name, value in flat.items()}
+  for name, value in flat.items():
+    if name.split("/")[0] not in COLLECTIONS:
+      raise ConfigError(f"{not_params}; {name!r} belongs to neither")
+    check_weights(name, np.asarray(value), f"option init_from {str(path)!r}")
   return unflatten(flat)
+
+
+def check_weights(name: str, value: np.ndarray, source: str) -> None:
+  """``ConfigError`` unless ``value`` can be a weight: floating point and finite."""
+  if not np.issubdtype(value.dtype, np.floating):
+    raise ConfigError(f"{source} holds {name} of dtype {value.dtype}, which "
+                      "is no weight; weights are floating-point arrays")
+  if not np.isfinite(value).all():
+    raise ConfigError(f"{source} holds NaN or infinite values in {name}; "
+                      "starting from them would train nothing")
 
 
 def _from_orbax(path: pathlib.Path) -> Any:
@@ -169,27 +195,25 @@ def _remapped(loaded: dict[str, Any], remap: tuple[tuple[str, str], ...]):
   return out
 
 
-def head_pattern(params: dict[str, Any]) -> str:
-  """The pattern of the model's last top-level module: its classifier head."""
-  return re.escape(list(params)[-1]) + "/.*"
-
-
 def _listing(names: list[str]) -> str:
   shown = ", ".join(names[:_LISTED])
   return shown + (f" and {len(names) - _LISTED} more"
                   if len(names) > _LISTED else "")
 
 
-def merge(loaded: Variables, fresh: Variables, *, reinit: tuple[str, ...] = (HEAD,),
-          remap: tuple[str, ...] = (), source: str = "the checkpoint") -> Variables:
+def merge(loaded: Variables, fresh: Variables, *, head: str,
+          reinit: tuple[str, ...] = (HEAD,), remap: tuple[str, ...] = (),
+          source: str = "the checkpoint") -> Variables:
   """``fresh`` with every leaf not re-initialised taken from ``loaded``.
 
   ``fresh`` may hold ``jax.ShapeDtypeStruct`` leaves (from ``jax.eval_shape``):
   the merge then checks without initialising anything, and the restored
-  leaves come back as numpy arrays. Loaded values take the fresh leaf's dtype.
-  Raises ``ConfigError`` naming every offending path; see the module docstring.
+  leaves come back as numpy arrays. Loaded values take the fresh leaf's
+  dtype. ``head``: the model's classifier head (the top-level module its
+  class declares), which ``HEAD`` stands for. Raises ``ConfigError``
+  naming every offending path; see the module docstring.
   """
-  patterns = tuple(head_pattern(fresh["params"]) if p == HEAD else p
+  patterns = tuple(re.escape(head) + "/.*" if p == HEAD else p
                    for p in reinit)
   for pattern in patterns:
     try:
@@ -210,6 +234,11 @@ def merge(loaded: Variables, fresh: Variables, *, reinit: tuple[str, ...] = (HEA
       raise ConfigError(f"option reinit pattern {given!r} matches no path of "
                         f"the model or the checkpoint; the model's paths look "
                         f"like {', '.join(list(flat_fresh)[:4])}")
+  if flat_fresh and all(is_reinit(n) for n in flat_fresh):
+    raise ConfigError(
+        f"option reinit {' '.join(reinit)} re-initialises every parameter, so "
+        f"nothing would be taken from {source}; train from scratch with "
+        "experiments/classify.py instead, or re-initialise fewer paths")
   missing = [n for n in flat_fresh if not is_reinit(n) and n not in flat_loaded]
   extra = [n for n in flat_loaded if not is_reinit(n) and n not in flat_fresh]
   shapes = [f"{n} ({tuple(np.shape(flat_loaded[n]))} there, "
@@ -235,9 +264,9 @@ def _as(value: Any, like: Any) -> Any:
   return jax.numpy.asarray(value, dtype=like.dtype)
 
 
-def warm_start(loaded: Variables, *, reinit: tuple[str, ...] = (HEAD,),
-               remap: tuple[str, ...] = (),
+def warm_start(loaded: Variables, *, head: str,
+               reinit: tuple[str, ...] = (HEAD,), remap: tuple[str, ...] = (),
                source: str = "the checkpoint") -> Callable[[Variables], Variables]:
   """``fresh variables -> merged variables``: ``merge`` with these options bound."""
-  return lambda fresh: merge(loaded, fresh, reinit=reinit, remap=remap,
-                             source=source)
+  return lambda fresh: merge(loaded, fresh, head=head, reinit=reinit,
+                             remap=remap, source=source)

@@ -9,6 +9,11 @@ multi-host run adds ``--coordinator-address``, ``--num-processes`` and
 """
 
 from dlcore import cli
+
+if __name__ == "__main__":  # From here on a signal is one sentence, exit 75.
+  cli.stop_on_signals()
+
+# pylint: disable=wrong-import-position
 from dlcore.supervised import ClassifyConfig, train_and_evaluate
 
 main = cli.main_of(ClassifyConfig, train_and_evaluate, __doc__, lambda s: (

@@ -22,12 +22,18 @@ Only the embedded default domains have pairs; the other options are
 import dataclasses
 import time
 
+from dlcore import cli
+
+if __name__ == "__main__":  # From here on a signal is one sentence, exit 75.
+  cli.stop_on_signals()
+
+# pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from dlcore import cli, files, plots
+from dlcore import files, plots
 from dlcore.config import experiment_dict, field, parse_args, validate
 from dlcore.cyclegan import (CycleGanConfig, CycleGanState,
                              create_cyclegan_state)

@@ -7,6 +7,11 @@ to ``--workdir``: metrics.jsonl, summary.json, returns.png and checkpoints/
 """
 
 from dlcore import cli
+
+if __name__ == "__main__":  # From here on a signal is one sentence, exit 75.
+  cli.stop_on_signals()
+
+# pylint: disable=wrong-import-position
 from dlcore.rl.dqn import DqnConfig, train_and_evaluate
 
 main = cli.main_of(DqnConfig, train_and_evaluate, __doc__, lambda s: (

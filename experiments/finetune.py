@@ -16,6 +16,11 @@ fresh; default the head), ``--remap``, ``--freeze`` and ``--lr-mult``; see
 """
 
 from dlcore import cli
+
+if __name__ == "__main__":  # From here on a signal is one sentence, exit 75.
+  cli.stop_on_signals()
+
+# pylint: disable=wrong-import-position
 from dlcore.supervised import FinetuneConfig, finetune
 
 main = cli.main_of(FinetuneConfig, finetune, __doc__, lambda s: (

@@ -8,6 +8,11 @@ with ``--resume``).
 """
 
 from dlcore import cli
+
+if __name__ == "__main__":  # From here on a signal is one sentence, exit 75.
+  cli.stop_on_signals()
+
+# pylint: disable=wrong-import-position
 from dlcore.adversarial import GanConfig, train_and_evaluate
 
 

@@ -11,6 +11,11 @@ truth, predictions), tensorboard/ and checkpoints/ (resume with
 """
 
 from dlcore import cli
+
+if __name__ == "__main__":  # From here on a signal is one sentence, exit 75.
+  cli.stop_on_signals()
+
+# pylint: disable=wrong-import-position
 from dlcore.segmentation import SegmentConfig, train_and_evaluate
 
 main = cli.main_of(SegmentConfig, train_and_evaluate, __doc__, lambda s: (

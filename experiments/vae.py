@@ -7,6 +7,11 @@ samples_final.png, curves.png and checkpoints/ (resume with ``--resume``).
 """
 
 from dlcore import cli
+
+if __name__ == "__main__":  # From here on a signal is one sentence, exit 75.
+  cli.stop_on_signals()
+
+# pylint: disable=wrong-import-position
 from dlcore.vae import VaeConfig, train_and_evaluate
 
 main = cli.main_of(VaeConfig, train_and_evaluate, __doc__, lambda s: (

@@ -109,9 +109,26 @@ def _files(tmp: pathlib.Path) -> dict[str, str]:
                     y_train=np.arange(8 * 32 * 32).reshape(8, 32, 32) % 11,
                     x_test=np.zeros((4, 32, 32)),
                     y_test=np.arange(4 * 32 * 32).reshape(4, 32, 32) % 11),
+      "stray_mask": _npz(tmp / "stray_mask.npz", x_train=np.zeros((8, 8, 8)),
+                         y_train=np.where(np.arange(512).reshape(8, 8, 8) == 5,
+                                          254, np.arange(512).reshape(8, 8, 8)
+                                          % 3), x_test=np.zeros((4, 8, 8)),
+                         y_test=np.zeros((4, 8, 8), int)),
+      "ignored": _npz(tmp / "ignored.npz", x_train=np.zeros((8, 8, 8)),
+                      y_train=np.arange(512).reshape(8, 8, 8) % 3,
+                      x_test=np.zeros((4, 8, 8)),
+                      y_test=np.full((4, 8, 8), 255)),
+      "nan_masks": _npz(tmp / "nan_masks.npz",
+                        x_train=np.where(np.arange(512).reshape(8, 8, 8) == 7,
+                                         np.nan, 0.5),
+                        y_train=np.arange(512).reshape(8, 8, 8) % 3,
+                        x_test=np.zeros((4, 8, 8)),
+                        y_test=np.zeros((4, 8, 8), int)),
   }
   for kind in ("text", "npy", "pickle", "empty", "truncated", "overwritten"):
     made[f"not_npz_{kind}"] = _not_npz(kind, tmp / f"{kind}.npz")
+  os.symlink(tmp / "nowhere", tmp / "dangling")
+  os.symlink(tmp / "loop", tmp / "loop")
   return {name: str(path) for name, path in made.items()}
 
 
@@ -292,6 +309,32 @@ CASES = [
     ("segment", ["--dataset", "{masks}", "--augment.max-shift", "32"],
      "--augment.max-shift 32 can move 32x32 images entirely out of their "
      "frame; choose a shift below 32"),
+    ("segment", ["--dataset", "{stray_mask}"], "stray_mask: y_train holds "
+     "labels up to 254, so 255 classes, but only 4 of them occur; labels must "
+     "be class indices 0 to (number of classes - 1), 255 for pixels to "
+     "ignore"),
+    ("segment", ["--dataset", "{ignored}"], "ignored: every pixel of y_test "
+     "is the ignore label 255, so there is nothing to measure; label some "
+     "pixels 0 to (number of classes - 1)"),
+    ("segment", ["--dataset", "{nan_masks}"], "nan_masks: x_train has NaN or "
+     "infinite pixels in 1 images, the first at index 0; images must be "
+     "finite"),
+    ("segment", ["--dataset", "{masks}", "--image-size", "200000"],
+     "resizing 12 images and masks to 200000x200000 needs..."),
+    ("segment", ["--dataset", "{masks}", "--class-weights"] + ["0"] * 11,
+     "--class-weights must give some class a positive weight, got all "
+     "zeros"),
+    ("segment", ["--dataset", "{masks}", "--class-weights"] + ["nan"] * 11,
+     "--class-weights must be at least 0, got nan"),
+    ("classify", ["--data-dir", "{npz}", "--dataset", "mnist"], "data "
+     "directory '{npz}' is a file, not a directory; give --data-dir a "
+     "directory"),
+    ("classify", ["--workdir", "{tmp}/dangling"], "workdir '{tmp}/dangling' "
+     "is a symbolic link to '{tmp}/nowhere', which does not exist; choose "
+     "another with --workdir"),
+    ("classify", ["--workdir", "{tmp}/loop/run"], "workdir '{tmp}/loop/run' "
+     "is a loop of symbolic links ('{tmp}/loop'); choose another with "
+     "--workdir"),
     ("classify", ["--coordinator-address", "no-such-host.invalid:1234",
                   "--num-processes", "2", "--process-id", "1"],
      "--coordinator-address 'no-such-host.invalid:1234' does not name a "
@@ -328,6 +371,7 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(
 
 # The range sweep: every declared interval, and the words a sentence says it in.
 DESCRIPTIONS = {"[1, inf)": "at least 1", "[0, inf)": "at least 0",
+                "[-1, inf)": "at least -1",
                 "(0, inf)": "positive", "[2, inf)": "at least 2"}
 
 CONFIGS = {name: getattr(load_script(name), attribute)

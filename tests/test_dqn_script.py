@@ -46,8 +46,9 @@ def test_nan_loss_stops_before_writing_anything(tmp_path, capsys):
   # of the first chunk, which is known only as a whole.
   # The agent and the environments were finite: the learning rate it was.
   assert err.startswith("error: loss became NaN or infinite within steps 1 "
-                        "to 500 from a finite state and finite data, so "
-                        "training diverged: a lower learning rate")
+                        "to 500 from a finite state and finite data, so the "
+                        "updates diverged: lower --optimizer.lr 1e+30, or "
+                        "clip the gradients (clip_norm)")
   assert err.endswith("; training stopped and the last good checkpoint was "
                       "kept")
   assert files.read_jsonl(workdir / "metrics.jsonl") == []  # No record.

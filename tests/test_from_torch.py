@@ -59,7 +59,8 @@ def test_converted_torchvision_resnet_gives_pytorchs_logits(name):
   fresh = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32)))
   variables = transfer.merge(resnet_variables(net.state_dict()),
-                             dict(fresh), reinit=())  # Strict: every leaf.
+                             dict(fresh), head=model.head_name,
+                             reinit=())  # Strict: every leaf.
   logits = model.apply(variables, images.transpose(0, 2, 3, 1))
   print(f"{name}: max |dlcore - torch| = {np.abs(logits - expected).max():.2e}"
         f" (logits up to {np.abs(expected).max():.2f})")

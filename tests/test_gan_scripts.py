@@ -101,10 +101,11 @@ def test_divergence_stops_with_one_sentence_and_keeps_the_last_good_checkpoint(
                      g_optimizer=OptimizerConfig(lr=1e30, b1=0.5))
   with pytest.raises(NonFiniteLossError,
                      match=r"became NaN or infinite at step (\d) from a finite "
-                           "state and finite data, so training diverged: a "
-                           "lower learning rate or gradient clipping "
-                           r"\(option optimizer.clip_norm\) may help; training "
-                           "stopped and the last good checkpoint was kept") as e:
+                           "state and finite data, so the updates diverged: "
+                           r"lower option g_optimizer.lr 1e\+30, option "
+                           r"d_optimizer.lr 0.0002, or clip the gradients "
+                           r"\(clip_norm\); training stopped and the last good "
+                           "checkpoint was kept") as e:
     train_and_evaluate(config)
   bad_step = e.value.step
   assert 1 < bad_step <= 6

@@ -172,3 +172,86 @@ def test_the_steps_never_touch_the_host(tmp_path):
   with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
     loop.train({"x": jnp.zeros(())}, step, host, key=jax.random.PRNGKey(0),
                num_steps=2, workdir=tmp_path / "host", every=every)
+
+
+def test_divergence_names_its_cause_only_when_it_knows_it():
+  from dlcore import errors  # pylint: disable=import-outside-toplevel
+  finite = {"params": {"Dense_0": {"kernel": np.ones((2, 2), np.float32)}},
+            "step": np.int32(3)}
+  corrupt = {"params": {"Dense_0": {"kernel": np.array([[1.0, np.inf]])}}}
+  assert errors.first_non_finite(finite) is None
+  assert errors.first_non_finite(corrupt) == "params/Dense_0/kernel"
+  assert errors.first_non_finite(None) is None  # A step without a batch.
+  message = lambda *cause: str(errors.NonFiniteLossError(
+      7, cause=errors.divergence_cause(*cause)))
+  assert message("params/Dense_0/kernel", 6, "image") == (
+      "loss became NaN or infinite at step 7 because the state restored from "
+      "the checkpoint of step 6 already held NaN or infinite values (in "
+      "params/Dense_0/kernel), not because of the learning rate; training "
+      "stopped and the last good checkpoint was kept")
+  assert message(None, 0, "image") == (
+      "loss became NaN or infinite at step 7 because its batch held NaN or "
+      "infinite values (in image): the data is at fault, not the learning "
+      "rate; training stopped and the last good checkpoint was kept")
+  config = {"epochs": 3, "optimizer": {"lr": 0.001, "weight_decay": 1e30,
+                                       "lr_mult": ["head/.*=2"]}}
+  assert message(None, 0, None, errors.update_options(config)) == (
+      "loss became NaN or infinite at step 7 from a finite state and finite "
+      "data, so the updates diverged: lower option optimizer.lr 0.001, option "
+      "optimizer.weight_decay 1e+30, option optimizer.lr_mult head/.*=2, or "
+      "clip the gradients (clip_norm); training stopped and the last good "
+      "checkpoint was kept")
+
+
+def _started(argv, until):
+  """A real ``experiments/classify.py`` process, once ``until()`` holds (or 60 s passed)."""
+  process = subprocess.Popen(
+      [sys.executable, "experiments/classify.py", *argv], cwd=ROOT,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while not until() and time.time() < deadline and process.poll() is None:
+    time.sleep(0.02)
+  return process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["importing", "preparing"])
+def test_a_signal_before_training_is_one_sentence_and_exit_75(tmp_path, moment):
+  """While the script imports, or while data and the model are prepared: nothing to save, and said so."""
+  workdir = tmp_path / "run"
+  started = time.time()
+  process = _started(
+      ["--model", "mlp", "--workdir", str(workdir), "--data-dir",
+       str(tmp_path / "tfds")],
+      until=(lambda: time.time() - started > 1.0) if moment == "importing"
+      else (lambda: (tmp_path / "tfds").exists()))
+  process.send_signal(signal.SIGTERM)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 75, err
+  assert err.splitlines()[-1] == (
+      "error: SIGTERM received before training started: stopped, nothing had "
+      "been saved yet; run the same command again to start")
+  assert not (workdir / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_second_signal_stops_at_once_in_one_line(tmp_path):
+  npz = write_npz(tmp_path / "data.npz", n_train=96, n_test=30)
+  workdir = tmp_path / "run"
+  process = _started(CLI + ["--dataset", str(npz), "--epochs", "100",
+                            "--workdir", str(workdir)],
+                     until=lambda: (workdir / "metrics.jsonl").exists()
+                     and (workdir / "metrics.jsonl").read_text())
+  process.send_signal(signal.SIGINT)
+  process.send_signal(signal.SIGINT)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 75, err
+  last = err.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "Traceback" not in err, err[-2000:]
+  assert last in (
+      "error: a second SIGINT stopped training at once; the last saved "
+      "checkpoint is intact: run the same command with --resume to continue "
+      "from it", f"error: SIGINT received: stopped after step "
+      f"{checkpoint_steps(workdir)[-1]} and saved a checkpoint in "
+      f"{str(workdir)!r}; run the same command with --resume to continue "
+      "exactly where it stopped")

@@ -275,3 +275,35 @@ def test_bad_options_are_refused_in_one_sentence(options, message):
     validate(Run())
     check_optimizer(Run().optimizer, total_steps=10)
   assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_weight_decay_spares_the_transformers_biases_and_scales(name):
+  """Against optax with an explicit mask: kernels and embeddings decay, nothing else (not the [heads, head_dim] biases)."""
+  from dlcore.models import create_classifier  # pylint: disable=import-outside-toplevel
+  model = create_classifier("transformer", 10)
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0),
+                                    jnp.ones((1, 8, 8, 1))))["params"]
+  names = lambda tree: {jax.tree_util.keystr(p): leaf for p, leaf in
+                        jax.tree_util.tree_leaves_with_path(tree)}
+  explicit = jax.tree_util.tree_map_with_path(
+      lambda path, _: jax.tree_util.keystr(path).endswith(
+          ("['kernel']", "['position_embedding']")), params)
+  assert not names(explicit)["['EncoderBlock_0']['MultiHeadAttention_0']"
+                             "['query']['bias']"]
+  wd, lr = 0.5, 1e-2
+  reference = (optax.adamw(lr, weight_decay=wd, mask=explicit)
+               if name == "adamw" else optax.chain(
+                   optax.add_decayed_weights(wd, explicit), optax.adam(lr)))
+  ours = create_optimizer(OptimizerConfig(name=name, lr=lr, weight_decay=wd),
+                          10)
+  grads = jax.tree.map(lambda p: jnp.cos(p) * 0.1, params)
+  results = []
+  for tx in (reference, ours):
+    state, p = tx.init(params), params
+    for _ in range(4):
+      updates, state = tx.update(grads, state, p)
+      p = optax.apply_updates(p, updates)
+    results.append(p)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6,
+                                                       atol=1e-7), *results)

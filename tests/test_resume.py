@@ -25,7 +25,7 @@ from dlcore.cyclegan import train_and_evaluate as train_cyclegan
 from dlcore.cyclegan.train import UnpairedStream
 from dlcore.data import Split, canvases
 from dlcore.data.digits import NUM_TRAIN, digits_arrays
-from dlcore.errors import Preempted
+from dlcore.errors import ConfigError, Preempted
 from dlcore.optim import OptimizerConfig
 from dlcore.rl.dqn import DqnConfig
 from dlcore.rl.dqn import train_and_evaluate as train_dqn
@@ -169,3 +169,39 @@ def test_a_stopped_run_resumed_is_the_run_that_never_stopped(
             "env_steps_per_sec_per_seed", "config")
   assert ({k: v for k, v in summary.items() if k not in timing}
           == {k: v for k, v in resumed.items() if k not in timing})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["dqn", "ppo"])
+def test_the_log_cadence_is_not_the_chunk_a_resume_may_change_it(kind,
+                                                                  tmp_path):
+  """A resume with another log_every: the same run, records on the new grid; the chunk stays."""
+  train, config, _ = _runs(tmp_path)[kind]
+  chunk = config.chunk_steps
+  straight = train(dataclasses.replace(config, workdir=str(tmp_path / "a")))
+  half = dataclasses.replace(config, workdir=str(tmp_path / "b"),
+                             total_steps=config.total_steps)
+  with pytest.MonkeyPatch.context() as patch:
+    _stop_at(patch, 2 * chunk)
+    with pytest.raises(Preempted):
+      train(half)
+  resumed = train(dataclasses.replace(half, resume=True, log_every=chunk))
+  assert resumed["eval_return_per_seed"] == straight["eval_return_per_seed"]
+  jax.tree.map(np.testing.assert_array_equal, _final(tmp_path / "a")[1],
+               _final(tmp_path / "b")[1])
+  steps = [r["step"] for r in _records(tmp_path / "b")]
+  assert steps[-1] == straight["env_steps"] and chunk in np.diff(steps)
+  with pytest.raises(ConfigError, match="option chunk_steps differs"):
+    train(dataclasses.replace(half, resume=True, chunk_steps=2 * chunk))
+
+
+def test_a_fresh_run_refuses_a_workdir_with_any_file_of_another_run(tmp_path):
+  config = small_classify_config(tmp_path, epochs=1)
+  for name, make in (("model.txt", lambda p: p.write_text("parameter ...")),
+                     ("curves.png", lambda p: p.write_bytes(b"\x89PNG")),
+                     ("tensorboard", lambda p: (p.mkdir(), (p / "e").touch()))):
+    workdir = tmp_path / name
+    workdir.mkdir()
+    make(workdir / name)
+    with pytest.raises(ConfigError, match=f"already holds a run .*{name}"):
+      train_classifier(dataclasses.replace(config, workdir=str(workdir)))

@@ -1,6 +1,7 @@
 """Transfer learning: restore, strict merge, reinit, freeze, lr multipliers, subsets, finetune.py."""
 
 import dataclasses
+import re
 
 import flax.linen as nn
 import jax
@@ -14,7 +15,7 @@ from dlcore import transfer
 from dlcore.checkpoint import Checkpointer
 from dlcore.data import few_shot, load_dataset, parse_classes, select_classes
 from dlcore.errors import ConfigError
-from dlcore.models import create_classifier
+from dlcore.models import CLASSIFIERS, create_classifier
 from dlcore.optim import OptimizerConfig, check_optimizer, create_optimizer
 from dlcore.state import create_train_state
 from dlcore.supervised import (FinetuneConfig, eval_step, finetune,
@@ -75,7 +76,8 @@ def test_orbax_and_npz_round_trips_give_identical_outputs(tmp_path):
   expected = ConvBN().apply(_variables(trained), x)
   for source in (tmp_path / "run", tmp_path / "run" / "checkpoints",
                  tmp_path / "run" / "checkpoints" / "3", tmp_path / "weights.npz"):
-    restored = transfer.merge(transfer.load_variables(source), fresh, reinit=())
+    restored = transfer.merge(transfer.load_variables(source), fresh,
+                              head="Dense_0", reinit=())
     np.testing.assert_array_equal(ConvBN().apply(restored, x), expected)
     for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(_variables(trained))):
       np.testing.assert_array_equal(a, b)
@@ -83,7 +85,7 @@ def test_orbax_and_npz_round_trips_give_identical_outputs(tmp_path):
 
 def test_default_reinit_keeps_the_fresh_head_and_restores_the_rest():
   trained, fresh = _variables(_trained_state()), _variables(_trained_state(steps=0))
-  merged = transfer.merge(trained, fresh)  # reinit=("HEAD",): Dense_0.
+  merged = transfer.merge(trained, fresh, head="Dense_0")  # reinit HEAD.
   for path, leaf in transfer.flatten(merged).items():
     source = fresh if path.startswith("params/Dense_0/") else trained
     np.testing.assert_array_equal(leaf, transfer.flatten(source)[path], path)
@@ -100,7 +102,8 @@ def test_mismatches_are_listed_in_one_sentence_and_remap_renames():
                                   "bias": trained["params"]["Conv_1"]["bias"]}},
             "batch_stats": {"BatchNorm_0": trained["batch_stats"]["BatchNorm_0"]}}
   with pytest.raises(ConfigError) as error:
-    transfer.merge(loaded, fresh, source="option init_from 'x'")
+    transfer.merge(loaded, fresh, head="Dense_0",
+                   source="option init_from 'x'")
   assert str(error.value) == (
       "option init_from 'x' does not match the model: it lacks "
       "batch_stats/BatchNorm_1/mean, batch_stats/BatchNorm_1/var; the model "
@@ -109,14 +112,15 @@ def test_mismatches_are_listed_in_one_sentence_and_remap_renames():
       "re-initialise such leaves with option reinit or rename paths with "
       "option remap")
   nested = {c: {"encoder": tree} for c, tree in trained.items()}
-  merged = transfer.merge(nested, fresh, remap=("encoder/=",))
+  merged = transfer.merge(nested, fresh, head="Dense_0", remap=("encoder/=",))
   np.testing.assert_array_equal(merged["params"]["Conv_0"]["kernel"],
                                 trained["params"]["Conv_0"]["kernel"])
   for kwargs, message in [({"remap": ("enc/=",)}, "prefix 'enc/' starts no path"),
                           ({"remap": ("encoder",)}, "takes 'OLD=NEW'"),
                           ({"reinit": ("Head/.*",)}, "pattern 'Head/.*' matches no path")]:
     with pytest.raises(ConfigError, match=message):
-      transfer.merge(nested, fresh, **{"remap": ("encoder/=",), **kwargs})
+      transfer.merge(nested, fresh, head="Dense_0",
+                     **{"remap": ("encoder/=",), **kwargs})
 
 
 def test_bad_sources_are_refused_in_one_sentence(tmp_path):
@@ -272,3 +276,51 @@ def test_random_shift_moves_each_image_by_its_own_offset():
     assert len(matches) == 1
     offsets.add(matches[0])
   assert len(offsets) > 5  # Drawn per image.
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_head_is_each_models_classifier_and_fine_tuning_keeps_the_rest(name):
+  """Every model in the registry: HEAD is the leaf that maps to the classes, from eval_shape's sorted keys too."""
+  model = create_classifier(name, 7)
+  shape = (1, 64, 64, 3) if "imagenet" in name else (1, 16, 16, 3)
+  init = lambda key: model.init({"params": key, "dropout": key},
+                                jnp.zeros(shape), train=False)
+  source = nn.meta.unbox(jax.jit(init)(jax.random.PRNGKey(0)))
+  fresh = nn.meta.unbox(jax.eval_shape(init, jax.random.PRNGKey(1)))
+  merged = transfer.merge(source, {"params": fresh["params"],
+                                   "batch_stats": fresh.get("batch_stats", {})},
+                          head=model.head_name)
+  kept = {path: leaf for path, leaf in transfer.flatten(merged).items()}
+  heads = [path for path, leaf in kept.items()
+           if isinstance(leaf, jax.ShapeDtypeStruct)]  # Fresh: the head only.
+  assert heads and all(p.startswith(f"params/{model.head_name}/")
+                       for p in heads), heads
+  assert any(leaf.shape[-1:] == (7,) for p, leaf in kept.items() if p in heads)
+  for path, leaf in kept.items():
+    if path not in heads:
+      np.testing.assert_array_equal(leaf, transfer.flatten(source)[path])
+
+
+def test_weights_that_are_not_weights_are_refused(tmp_path):
+  np.save(tmp_path / "array.npy", np.zeros((2, 2)))
+  (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+  np.savez(tmp_path / "nan.npz", **{"params/Dense_0/kernel": np.array([np.nan])})
+  np.savez(tmp_path / "bool.npz", **{"params/Dense_0/kernel": np.ones(2, bool)})
+  np.savez(tmp_path / "bare.npz", **{"Dense_0/kernel": np.ones((2, 2))})
+  for name, message in [("array.npz", "it holds a single .npy array"),
+                        ("nan.npz", "holds NaN or infinite values in "
+                         "params/Dense_0/kernel"),
+                        ("bool.npz", "holds params/Dense_0/kernel of dtype "
+                         "bool, which is no weight")]:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+      transfer.load_variables(tmp_path / name)
+  bare = transfer.load_variables(tmp_path / "bare.npz")  # Paths: parameters.
+  np.testing.assert_array_equal(bare["params"]["Dense_0"]["kernel"],
+                                np.ones((2, 2)))
+
+
+def test_reinitialising_every_leaf_is_refused():
+  trained, fresh = _variables(_trained_state()), _variables(_trained_state(steps=0))
+  with pytest.raises(ConfigError, match="re-initialises every parameter, so "
+                     "nothing would be taken from the checkpoint"):
+    transfer.merge(trained, fresh, head="Dense_0", reinit=(".*",))

@@ -315,8 +315,24 @@ def _data_source(builder: tfds.core.DatasetBuilder, split: str, data_dir: str):
 
 
 def _from_tfds(name: str, data_dir: str) -> Dataset:
+  check_data_dir(data_dir)
   with _no_trace_on_failure(data_dir):
     return _read_tfds(name, data_dir)
+
+
+def check_data_dir(data_dir: str) -> None:
+  """``ConfigError`` when ``data_dir`` cannot hold TFDS data: a file, or not writable where it is missing or empty."""
+  path = pathlib.Path(data_dir)
+  existing = next((p for p in (path, *path.parents) if p.exists()), None)
+  if path.exists() and not path.is_dir():
+    raise ConfigError(f"data directory {data_dir!r} is a file, not a "
+                      "directory; give option data_dir a directory")
+  if existing is not None and existing.is_dir() and not os.access(
+      existing, os.W_OK) and not (path.is_dir() and any(path.iterdir())):
+    raise ConfigError(f"data directory {data_dir!r} cannot be written "
+                      f"({str(existing)!r} is read-only) and holds no "
+                      "prepared dataset; give option data_dir a writable "
+                      "directory")
 
 
 def _read_tfds(name: str, data_dir: str) -> Dataset:

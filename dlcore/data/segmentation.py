@@ -18,6 +18,7 @@ many sizes, such as ``oxford_iiit_pet``, need. ``num_classes`` is one more than 
 (the ignore label aside); the embedded ``digit_canvases`` has 11.
 """
 
+import os
 import pathlib
 
 import numpy as np
@@ -26,7 +27,7 @@ import tensorflow_datasets as tfds
 
 from dlcore.data.canvases import DigitCanvases
 from dlcore.data.datasets import (DEFAULT_DATA_DIR, NPZ_KEYS, Dataset, Split,
-                                  _as_images, prepare_quietly)
+                                  _as_images, check_data_dir, prepare_quietly)
 from dlcore.errors import ConfigError
 
 IGNORE_LABEL = 255
@@ -49,11 +50,30 @@ def load_segmentation_dataset(name: str, data_dir: str | None = None,
             "masks [N, H, W])")
       arrays = {k: npz[k] for k in NPZ_KEYS}
     if image_size:
+      check_resize_memory(sum(len(arrays[k]) for k in ("x_train", "x_test")),
+                          image_size, arrays["x_train"])
       arrays = {k: _resized(list(v), image_size, k.startswith("y"))
                 for k, v in arrays.items()}
     return _dataset(path.stem, arrays)
   return _dataset(name, _from_tfds(name, data_dir or DEFAULT_DATA_DIR,
                                    image_size))
+
+
+def check_resize_memory(count: int, size: int, like: np.ndarray) -> None:
+  """``ConfigError`` unless ``count`` images resized to ``size`` x ``size`` fit in memory.
+
+  They become float32 (images, ``C`` channels) and int32 (masks): ``count
+  * size^2 * (4 C + 4)`` bytes, which must stay below half the machine's
+  physical memory.
+  """
+  channels = like.shape[3] if like.ndim == 4 else 1
+  needed = count * size * size * 4 * (channels + 1)
+  total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  if needed > total / 2:
+    raise ConfigError(
+        f"resizing {count} images and masks to {size}x{size} needs "
+        f"{needed / 2**30:.1f} GiB, more than half of this machine's "
+        f"{total / 2**30:.1f} GiB; choose a smaller option image_size")
 
 
 def _resized(arrays: list[np.ndarray], size: int, is_mask: bool) -> np.ndarray:
@@ -82,6 +102,7 @@ def _resized(arrays: list[np.ndarray], size: int, is_mask: bool) -> np.ndarray:
 
 def _from_tfds(name: str, data_dir: str,
                image_size: int | None) -> dict[str, np.ndarray]:
+  check_data_dir(data_dir)
   if name == EMBEDDED:
     builder = DigitCanvases(data_dir=data_dir, file_format="array_record")
   else:
@@ -116,6 +137,7 @@ def _from_tfds(name: str, data_dir: str,
                          (f"y_{part}", "segmentation_mask")):
       values = [ex[feature] for ex in examples]
       if image_size:
+        check_resize_memory(len(values), image_size, values[0][None])
         arrays[key] = _resized(values, image_size, feature != "image")
       elif len({v.shape for v in values}) > 1:
         raise ConfigError(
@@ -144,8 +166,27 @@ def _dataset(name: str, arrays: dict[str, np.ndarray]) -> Dataset:
                         f"labels, got {masks.dtype}")
     masks = masks.astype(np.int64)
     labelled = masks[masks != IGNORE_LABEL]
+    if labelled.size == 0:
+      raise ConfigError(
+          f"{name}: every pixel of y_{part} is the ignore label "
+          f"{IGNORE_LABEL}, so there is nothing to "
+          f"{'learn' if part == 'train' else 'measure'}; label some pixels "
+          f"0 to (number of classes - 1)")
+    finite = np.isfinite(images).reshape(len(images), -1).all(-1)
+    if not finite.all():
+      raise ConfigError(
+          f"{name}: x_{part} has NaN or infinite pixels in "
+          f"{np.sum(~finite)} images, the first at index "
+          f"{int(np.argmin(finite))}; images must be finite")
     if num_classes is None:
       num_classes = int(labelled.max(initial=0)) + 1
+      present = len(np.unique(labelled))
+      if 2 * present < num_classes:
+        raise ConfigError(
+            f"{name}: y_train holds labels up to {num_classes - 1}, so "
+            f"{num_classes} classes, but only {present} of them occur; "
+            f"labels must be class indices 0 to (number of classes - 1), "
+            f"{IGNORE_LABEL} for pixels to ignore")
     bad = (labelled < 0) | (labelled >= num_classes)
     if bad.any():
       raise ConfigError(

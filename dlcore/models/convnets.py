@@ -31,6 +31,11 @@ class LeNet5(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  @property
+  def head_name(self) -> str:
+    """The top-level module that maps features to classes (fine-tuning's ``HEAD``)."""
+    return "Dense_2"
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train
@@ -62,6 +67,11 @@ class CNN(nn.Module):
   num_classes: int = 10
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+
+  @property
+  def head_name(self) -> str:
+    """The top-level module that maps features to classes (fine-tuning's ``HEAD``)."""
+    return "head"
 
   def setup(self):
     conv = functools.partial(nn.Conv, dtype=self.dtype,

@@ -22,6 +22,11 @@ class MLP(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  @property
+  def head_name(self) -> str:
+    """The top-level module that maps features to classes (fine-tuning's ``HEAD``)."""
+    return f"Dense_{len(self.hidden_sizes)}"
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # No dropout or BatchNorm.

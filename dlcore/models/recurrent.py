@@ -35,6 +35,11 @@ class RecurrentClassifier(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  @property
+  def head_name(self) -> str:
+    """The top-level module that maps features to classes (fine-tuning's ``HEAD``)."""
+    return "Dense_0"
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train

@@ -68,6 +68,11 @@ class ResNet(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  @property
+  def head_name(self) -> str:
+    """The top-level module that maps features to classes (fine-tuning's ``HEAD``)."""
+    return "Dense_0"
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False,
                axis_name: str | None = None) -> jax.Array:
@@ -142,6 +147,11 @@ class ImageNetResNet(nn.Module):
   num_classes: int = 1000
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+
+  @property
+  def head_name(self) -> str:
+    """The top-level module that maps features to classes (fine-tuning's ``HEAD``)."""
+    return "fc"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False,

@@ -66,6 +66,11 @@ class TransformerClassifier(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
+  @property
+  def head_name(self) -> str:
+    """The top-level module that maps features to classes (fine-tuning's ``HEAD``)."""
+    return "Dense_1"
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)

@@ -139,6 +139,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
   config = dataclasses.replace(config, optimizer=optimizer, freeze=(),
                                lr_mult=())
   loaded = transfer.load_variables(config.init_from)
+  head = create_classifier(config.model, num_classes=2).head_name
   return _train(config, transfer.warm_start(
-      loaded, reinit=config.reinit, remap=config.remap,
+      loaded, head=head, reinit=config.reinit, remap=config.remap,
       source=f"option init_from {config.init_from!r}"))
